@@ -1,0 +1,31 @@
+{
+  "targets": [
+    {
+      "target_name": "realfork",
+      "sources": [
+        "native/realfork.cc",
+        "native/sockets.cc",
+        "native/io.cc",
+        "native/process.cc",
+        "native/watcher.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "conditions": [
+        ["OS=='linux'", {
+          "sources": ["native/linux/mappings.cc", "native/linux/fdtable.cc"]
+        }],
+        ["OS=='mac'", {
+          "sources": ["native/darwin/mappings.cc", "native/darwin/fdtable.cc"],
+          "xcode_settings": {
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+            "MACOSX_DEPLOYMENT_TARGET": "11.0",
+            "GCC_ENABLE_CPP_EXCEPTIONS": "NO",
+            "OTHER_CPLUSPLUSFLAGS": ["-Wall", "-Wextra", "-Wno-unused-parameter"]
+          }
+        }]
+      ]
+    }
+  ]
+}

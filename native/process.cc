@@ -1,0 +1,120 @@
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "args.h"
+#include "syscalls.h"
+
+namespace realfork {
+namespace {
+
+// The child starts with the parent's signal handlers, and Node's handlers
+// write into the parent's libuv signal pipe: a SIGTERM sent to the child
+// would run the parent's process.on('SIGTERM'). Give the child default
+// dispositions, the way exec() would: handlers reset, ignored signals stay
+// ignored (Node ignores SIGPIPE, so a write to a closed peer is EPIPE in the
+// child, as it is in the parent).
+void ResetSignalHandlersInChild() {
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction sa;
+    if (sigaction(sig, nullptr, &sa) != 0) continue;
+    bool ignored = !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_IGN;
+    bool dfl = !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL;
+    if (ignored || dfl) continue;
+    struct sigaction def = {};
+    def.sa_handler = SIG_DFL;
+    sigemptyset(&def.sa_mask);
+    sigaction(sig, &def, nullptr);
+  }
+}
+
+Napi::Value Fork(const Napi::CallbackInfo& info) {
+  // All signals stay blocked across fork() so that no handler runs in the
+  // child before its dispositions are its own (node-pty does the same).
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  PrepareMappingsForFork();
+  pid_t pid = fork();
+  int err = errno;
+  if (pid == 0) ResetSignalHandlersInChild();
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return pid < 0 ? Errno(info.Env(), err) : Napi::Number::New(info.Env(), pid);
+}
+
+// waitpid(pid, options): [pid, kind, value] with kind 0 = nothing yet (WNOHANG),
+// 1 = exited (value = code), 2 = killed by a signal (value = signal),
+// 3 = stopped (value = signal), 4 = continued.
+Napi::Value Waitpid(const Napi::CallbackInfo& info) {
+  int pid, options;
+  if (!ArgInt(info, 0, &pid) || !ArgInt(info, 1, &options)) return {};
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(pid, &status, options);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return Errno(info.Env(), errno);
+  Napi::Array out = Napi::Array::New(info.Env(), 3);
+  int kind = 0, value = 0;
+  if (r > 0) {
+    if (WIFEXITED(status)) {
+      kind = 1;
+      value = WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+      kind = 2;
+      value = WTERMSIG(status);
+    } else if (WIFSTOPPED(status)) {
+      kind = 3;
+      value = WSTOPSIG(status);
+    } else if (WIFCONTINUED(status)) {
+      kind = 4;
+    }
+  }
+  out.Set(0u, r);
+  out.Set(1u, kind);
+  out.Set(2u, value);
+  return out;
+}
+
+Napi::Value Exit(const Napi::CallbackInfo& info) {
+  int code;
+  if (!ArgInt(info, 0, &code)) return {};
+  _exit(code);
+}
+
+Napi::Value Getpid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getpid()); }
+Napi::Value Getppid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getppid()); }
+
+Napi::Value Strerror(const Napi::CallbackInfo& info) {
+  int err;
+  if (!ArgInt(info, 0, &err)) return {};
+  return Napi::String::New(info.Env(), strerror(err));
+}
+
+Napi::Value Kill(const Napi::CallbackInfo& info) {
+  int pid, sig;
+  if (!ArgInt(info, 0, &pid) || !ArgInt(info, 1, &sig)) return {};
+  int r = kill(pid, sig);
+  return r < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), 0);
+}
+
+}  // namespace
+
+void InitProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("fork", Napi::Function::New(env, Fork, "fork"));
+  exports.Set("waitpid", Napi::Function::New(env, Waitpid, "waitpid"));
+  exports.Set("_exit", Napi::Function::New(env, Exit, "_exit"));
+  exports.Set("getpid", Napi::Function::New(env, Getpid, "getpid"));
+  exports.Set("getppid", Napi::Function::New(env, Getppid, "getppid"));
+  exports.Set("kill", Napi::Function::New(env, Kill, "kill"));
+  exports.Set("strerror", Napi::Function::New(env, Strerror, "strerror"));
+  Napi::Object c = exports.Get("constants").As<Napi::Object>();
+  REALFORK_CONSTANT(c, WNOHANG);
+  REALFORK_CONSTANT(c, WUNTRACED);
+}
+
+}  // namespace realfork

@@ -1,0 +1,20 @@
+#include <napi.h>
+
+#include "syscalls.h"
+
+namespace realfork {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitSockets(env, exports);
+  InitIo(env, exports);
+  InitProcess(env, exports);
+  InitFdTable(env, exports);
+  InitWatcher(env, exports);
+  return exports;
+}
+
+}  // namespace realfork
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return realfork::Init(env, exports); }
+
+NODE_API_MODULE(realfork, InitModule)

@@ -1,0 +1,100 @@
+// The raw binding, typed once. Every function returns its result or a
+// negative errno; src/posix.ts turns the latter into SyscallError.
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export interface NativeAddress {
+  address: string;
+  port: number;
+  family: "IPv4" | "IPv6" | "unix" | "other";
+}
+
+export interface NativeAccepted extends NativeAddress {
+  fd: number;
+}
+
+/** One descriptor as libproc describes it (macOS only). */
+export interface NativeFdEntry {
+  fd: number;
+  type: "socket" | "tcp" | "unix" | "pipe" | "file" | "kqueue" | "other";
+  id?: number;
+  local?: string;
+  remote?: string | null;
+  state?: string;
+  path?: string;
+}
+
+export interface NativeFdWatcher {
+  start(): number;
+  stop(): void;
+  close(): void;
+}
+
+export interface NativeBinding {
+  socket(domain: number, type: number, protocol: number): number;
+  socketpair(domain: number, type: number, protocol: number): [number, number] | number;
+  setsockopt(fd: number, level: number, name: number, value: number): number;
+  getsockopt(fd: number, level: number, name: number): number;
+  bind(fd: number, host: string, port: number): number;
+  listen(fd: number, backlog: number): number;
+  accept(fd: number): NativeAccepted | number;
+  connect(fd: number, host: string, port: number): number;
+  shutdown(fd: number, how: number): number;
+  getsockname(fd: number): NativeAddress | number;
+  getpeername(fd: number): NativeAddress | number;
+  read(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  write(fd: number, buf: Uint8Array, offset: number, length: number): number;
+  close(fd: number): number;
+  dup(fd: number): number;
+  dup2(fd: number, target: number): number;
+  poll(fds: number[], events: number[], timeout: number): number[] | number;
+  getfl(fd: number): number;
+  setfl(fd: number, flags: number): number;
+  fork(): number;
+  waitpid(pid: number, options: number): [number, number, number] | number;
+  _exit(code: number): never;
+  getpid(): number;
+  getppid(): number;
+  kill(pid: number, signal: number): number;
+  strerror(errno: number): string;
+  /** Linux only: 0 when both descriptors share one open file description. */
+  kcmp?(pid1: number, pid2: number, fd1: number, fd2: number): number;
+  /** macOS only. */
+  listFds?(pid: number): NativeFdEntry[] | number;
+  platform: "linux" | "darwin";
+  FdWatcher: new (fd: number, callback: (status: number, events: number) => void) => NativeFdWatcher;
+  constants: Record<
+    | "AF_UNIX"
+    | "AF_INET"
+    | "AF_INET6"
+    | "SOCK_STREAM"
+    | "SOL_SOCKET"
+    | "SO_REUSEADDR"
+    | "SO_KEEPALIVE"
+    | "SO_RCVBUF"
+    | "SO_SNDBUF"
+    | "SO_ERROR"
+    | "SO_TYPE"
+    | "IPPROTO_TCP"
+    | "TCP_NODELAY"
+    | "SHUT_RD"
+    | "SHUT_WR"
+    | "SHUT_RDWR"
+    | "POLLIN"
+    | "POLLOUT"
+    | "POLLERR"
+    | "POLLHUP"
+    | "POLLNVAL"
+    | "O_NONBLOCK"
+    | "WNOHANG"
+    | "WUNTRACED",
+    number
+  >;
+}
+
+const require = createRequire(import.meta.url);
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bindings = require("bindings") as (opts: { bindings: string; module_root: string }) => unknown;
+
+export const native = bindings({ bindings: "realfork", module_root: packageRoot }) as NativeBinding;

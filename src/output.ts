@@ -1,0 +1,37 @@
+// Synchronous, complete writes for stdout/stderr and sockets. Node may have
+// put a shared stdio descriptor in O_NONBLOCK mode (the flag lives on the
+// open file description, so parent and child both see it); a plain write can
+// then fail with EAGAIN. Wait for POLLOUT and go on, as a blocking write would.
+import { constants as os } from "node:os";
+import { SyscallError } from "./errors.js";
+import { native } from "./native.js";
+
+const EAGAIN = -os.errno.EAGAIN;
+const EWOULDBLOCK = -os.errno.EWOULDBLOCK;
+
+export function writeAll(fd: number, data: Uint8Array | string): void {
+  const buf = typeof data === "string" ? Buffer.from(data) : data;
+  let off = 0;
+  while (off < buf.byteLength) {
+    const n = native.write(fd, buf, off, buf.byteLength - off);
+    if (n >= 0) {
+      off += n;
+    } else if (n === EAGAIN || n === EWOULDBLOCK) {
+      native.poll([fd], [native.constants.POLLOUT], -1);
+    } else {
+      throw new SyscallError(n, "write");
+    }
+  }
+}
+
+/** A line to stdout, written now (never buffered: fork must not copy pending output). */
+export function say(line: string): void {
+  writeAll(1, `${line}\n`);
+}
+
+/** A line to stderr, written now; a closed stderr is not worth dying for. */
+export function warn(line: string): void {
+  try {
+    writeAll(2, `${line}\n`);
+  } catch {}
+}

@@ -1,0 +1,139 @@
+import { describe, expect, it } from "vitest";
+import { event, runFixture } from "./helpers/fixtures.js";
+import { useLeftoverCheck } from "./helpers/processes.js";
+
+useLeftoverCheck();
+const ST = ["--single-threaded"];
+
+describe("fork", () => {
+  it("returns the child's pid in the parent and 0 in the child, which has its own pid", async () => {
+    const run = await runFixture("fork-basics.mjs", [], ST);
+    expect(run.code).toBe(0);
+    const parent = event(run, "parent");
+    const child = event(run, "child");
+    expect(child.pid).toBe(parent.forked);
+    expect(child.pid).not.toBe(parent.pid);
+    expect(child.ppid).toBe(parent.pid);
+    expect(child.processPid).toBe(child.pid);
+    expect(child.processPpid).toBe(parent.pid);
+    expect(child.isChild).toBe(true);
+    expect(parent.isChild).toBe(false);
+    expect(event(run, "waited")).toMatchObject({ pid: parent.forked, state: "exited", code: 0 });
+  });
+
+  it("gives exit codes and signals back through waitpid", async () => {
+    const run = await runFixture("fork-basics.mjs", [], ST);
+    expect(event(run, "exit42")).toMatchObject({ state: "exited", code: 42, signal: null });
+    expect(event(run, "nohang")).toMatchObject({ pid: 0, state: "running" });
+    expect(event(run, "killed")).toMatchObject({ state: "signaled", signal: "SIGKILL", code: null });
+  });
+
+  it("ends a child that throws, or calls process.exit, with _exit and a status", async () => {
+    const run = await runFixture("fork-basics.mjs", [], ST);
+    expect(event(run, "thrower")).toMatchObject({ state: "exited", code: 1 });
+    expect(run.stderr).toMatch(/uncaught exception in forked child \d+:\nError: thrown in the child/);
+    expect(event(run, "processExit")).toMatchObject({ state: "exited", code: 9 });
+  });
+
+  it("lets the child allocate ~100 MB of objects and run full GCs", async () => {
+    const run = await runFixture("fork-gc.mjs", [], [...ST, "--expose-gc"], 60_000);
+    expect(run.code).toBe(0);
+    expect(event(run, "child")).toMatchObject({ total: 1_000_000, kept: 4 });
+    expect(event(run, "waited")).toMatchObject({ state: "exited", code: 0 });
+  });
+
+  it("leaves no zombie and no descriptor behind after 500 forks", async () => {
+    const run = await runFixture("fork-many.mjs", ["500"], ST, 60_000);
+    const done = event(run, "done");
+    expect(done).toMatchObject({ n: 500, exited0: 500, other: 0, noChildren: true });
+    expect(done.after).toEqual(done.before);
+  });
+
+  it("refuses to fork when V8 may use background threads, and says how to fix it", async () => {
+    const run = await runFixture("fork-many.mjs", ["1"], []);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain("ERR_REALFORK_V8_THREADS");
+    expect(run.stderr).toContain("start node with --single-threaded");
+  });
+});
+
+describe("reference counts, as the kernel reports them", () => {
+  it("keeps a socket shared by parent and child open until the last descriptor closes", async () => {
+    const run = await runFixture("refcount.mjs", [], ST);
+    expect(run.code).toBe(0);
+    expect(event(run, "fork")).toMatchObject({
+      afterParentClose: "nothing",
+      afterChildClose: "eof",
+      child: { state: "exited", code: 0 },
+    });
+  });
+
+  it("does the same for dup and dup2 inside one process", async () => {
+    const run = await runFixture("refcount.mjs", [], ST);
+    expect(event(run, "dup")).toMatchObject({
+      a3: 200,
+      afterFirst: "nothing",
+      afterSecond: "nothing",
+      afterLast: "eof",
+    });
+  });
+
+  it("gives EBADF in Node's error shape for a second close", async () => {
+    const run = await runFixture("refcount.mjs", [], ST);
+    expect(event(run, "closeTwice")).toEqual({
+      event: "closeTwice",
+      threw: true,
+      name: "SyscallError",
+      message: "EBADF: bad file descriptor, close",
+      code: "EBADF",
+      errno: -9,
+      syscall: "close",
+      isError: true,
+      isSyscallError: true,
+    });
+  });
+});
+
+describe("signals and the event loop after fork", () => {
+  it("delivers a signal sent to the child to the child's default disposition, not the parent's handler", async () => {
+    const run = await runFixture("signals.mjs", [], ST);
+    expect(run.code).toBe(0);
+    const r = event(run, "result") as {
+      children: Array<{ pid: number; sig: string }>;
+      exits: Array<{ pid: number; state: string; signal: string }>;
+      seen: string[];
+      live: number;
+    };
+    for (const c of r.children) {
+      expect(r.exits).toContainEqual(expect.objectContaining({ pid: c.pid, state: "signaled", signal: c.sig }));
+    }
+    // Only the parent's own SIGUSR1 (sent to itself) reached its handlers.
+    expect(r.seen).toEqual(["SIGUSR1"]);
+    expect(r.live).toBe(0);
+  });
+
+  it("ends a child that returns to the event loop, and the parent's server and timers go on", async () => {
+    const run = await runFixture("escape.mjs", [], ST);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/forked child \d+ returned to the event loop; a forked child must finish synchronously/);
+    expect(event(run, "result")).toMatchObject({
+      child: { state: "exited", code: 70 },
+      ticksAdvanced: true,
+      served: "hello",
+    });
+  });
+
+  it("keeps child_process 'exit' events coming while forks are reaped", async () => {
+    const run = await runFixture("spawn-and-fork.mjs", [], ST);
+    expect(event(run, "result")).toEqual({
+      event: "result",
+      forkExits: 20,
+      spawnExits: [
+        { code: 0, signal: null },
+        { code: 0, signal: null },
+        { code: 0, signal: null },
+      ],
+      live: 0,
+    });
+  });
+});

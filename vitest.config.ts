@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    // Each test file in its own process; the cases inside spawn their own.
+    pool: "forks",
+    testTimeout: 60_000,
+    hookTimeout: 30_000,
+    // Two cores: more parallel files only adds noise to timing-free tests.
+    maxWorkers: 2,
+  },
+});
