@@ -1,3 +1,7 @@
+import { clientCommand } from "./commands/client.js";
+import { serveCommand } from "./commands/serve.js";
+import { UsageError } from "./commands/usage.js";
+import { SyscallError } from "./errors.js";
 import { warn } from "./output.js";
 
 export const HELP = `realfork: real fork() for Node.js, with the descriptors made visible
@@ -6,19 +10,61 @@ Usage
   $ realfork <command> [options]
 
 Commands
-  help               this text
+  serve <port>          the accept-then-fork echo server (echo_mpserv.c)
+  client <ip> <port>    the fork-split echo client (echo_mpclient.c)
+  help                  this text
+
+Each command has --help.
 
 Examples
-  $ realfork help
+  $ realfork serve 9190
+  $ realfork client 127.0.0.1 9190
 `;
 
+type Command = (argv: string[]) => Promise<void>;
+
+const commands: Record<string, Command> = {
+  serve: serveCommand,
+  client: clientCommand,
+};
+
 /** Runs the CLI; sets process.exitCode, never calls process.exit. */
-export function main(argv: string[]): void {
-  const [command] = argv;
-  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+export async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     process.stdout.write(HELP);
     return;
   }
-  warn(`realfork: unknown command '${command}'\n\n${HELP}`);
-  process.exitCode = 2;
+  const command = commands[name];
+  if (!command) {
+    warn(`realfork: unknown command '${name}'\n\n${HELP}`);
+    process.exitCode = 2;
+    return;
+  }
+  try {
+    await command(rest);
+  } catch (err) {
+    process.exitCode = report(name, err);
+  }
+}
+
+/** One line on stderr for what went wrong, and the exit code for it. */
+function report(command: string, err: unknown): number {
+  if (err instanceof UsageError) {
+    warn(`realfork ${command}: ${err.message}\n\n${err.usage}`);
+    return 2;
+  }
+  if (err instanceof SyscallError) {
+    warn(`realfork: ${err.summary}${hint(err)}`);
+    return 1;
+  }
+  warn(`realfork: ${err instanceof Error ? err.message : String(err)}`);
+  return 1;
+}
+
+function hint(err: SyscallError): string {
+  if (err.syscall === "bind" && err.code === "EACCES") return " (ports below 1024 need root or CAP_NET_BIND_SERVICE)";
+  if (err.syscall === "bind" && err.code === "EADDRINUSE") return " (another process listens on that port)";
+  if (err.syscall === "connect" && err.code === "ECONNREFUSED") return " (is the server running on that port?)";
+  return "";
 }

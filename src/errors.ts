@@ -22,6 +22,8 @@ export class SyscallError extends Error {
   readonly code: string;
   readonly errno: number;
   readonly syscall: string;
+  /** The words alone: "bad file descriptor". */
+  readonly description: string;
 
   constructor(errno: number, syscall: string) {
     const positive = Math.abs(errno);
@@ -31,6 +33,12 @@ export class SyscallError extends Error {
     this.code = code;
     this.errno = -positive;
     this.syscall = syscall;
+    this.description = description;
+  }
+
+  /** "close: EBADF: bad file descriptor", the way the CLI reports it. */
+  get summary(): string {
+    return `${this.syscall}: ${this.code}: ${this.description}`;
   }
 }
 

@@ -1,0 +1,135 @@
+// The fork-split echo client of c/echo_mpclient.c: after connect(), the
+// child sends what it reads on stdin and the parent prints what comes back.
+import { isIP } from "node:net";
+import { constants as os } from "node:os";
+import { closeInherited } from "./descriptors.js";
+import { SyscallError } from "./errors.js";
+import { _exit, fork } from "./fork.js";
+import { native } from "./native.js";
+import { writeAll } from "./output.js";
+import * as posix from "./posix.js";
+
+export interface ClientOptions {
+  host: string;
+  port: number;
+  bufferSize: number;
+  /** Negative control: the writer close()s instead of shutdown(SHUT_WR). */
+  closeInsteadOfShutdown?: boolean;
+}
+
+export interface ClientResult {
+  /** 0 when both halves ended normally. */
+  status: number;
+  /** Why it did not, for the user. */
+  problem?: string;
+}
+
+const EAGAIN = -os.errno.EAGAIN;
+const PREFIX = Buffer.from("Message from server: ");
+const QUIT = [Buffer.from("q\n"), Buffer.from("Q\n")];
+
+/** connect(), fork(), and each process to its routine; the parent returns. */
+export function runClient(options: ClientOptions): ClientResult {
+  const { host, port } = options;
+  const sock = posix.socket(
+    isIP(host) === 6 ? native.constants.AF_INET6 : native.constants.AF_INET,
+    native.constants.SOCK_STREAM,
+  );
+  try {
+    posix.connect(sock, host, port);
+  } catch (err) {
+    posix.close(sock);
+    throw err;
+  }
+  // One addition to the C model: the writer says "I half-closed" on this
+  // pair *before* it calls shutdown(), so when the parent sees EOF it knows
+  // exactly whether the server closed first (the writer may still be on its
+  // way out at that moment, so its exit status cannot tell).
+  const [ctlParent, ctlChild] = posix.socketpair(native.constants.AF_UNIX, native.constants.SOCK_STREAM);
+  const pid = fork();
+  if (pid === 0) {
+    posix.close(ctlParent);
+    writeRoutine(sock, ctlChild, options);
+  }
+  posix.close(ctlChild);
+  const read = readRoutine(sock, options.bufferSize);
+  posix.close(sock);
+  const [ready = 0] = posix.poll([{ fd: ctlParent, events: native.constants.POLLIN }], 0);
+  const writerDone = (ready & native.constants.POLLIN) !== 0 && native.read(ctlParent, Buffer.alloc(1), 0, 1) === 1;
+  posix.close(ctlParent);
+  // The C parent never waits, and its child is left behind when the server
+  // closes first. Here the parent ends the writer if it is still reading
+  // stdin, and reaps it either way.
+  if (!writerDone) posix.kill(pid, "SIGTERM");
+  const writer = posix.waitpid(pid);
+  if (read.error) return { status: 1, problem: read.error.summary };
+  if (!writerDone) return { status: 1, problem: "the server closed the connection" };
+  if (writer.state !== "exited" || writer.code !== 0) {
+    return { status: 1, problem: `the writer process ended with ${writer.signal ?? `status ${writer.code}`}` };
+  }
+  return { status: 0 };
+}
+
+/** The parent: print each chunk as it comes, until EOF. */
+function readRoutine(sock: number, bufferSize: number): { error?: SyscallError } {
+  const buf = Buffer.allocUnsafe(bufferSize);
+  for (;;) {
+    const n = native.read(sock, buf, 0, bufferSize);
+    if (n === 0) return {};
+    if (n < 0) return { error: new SyscallError(n, "read") };
+    writeAll(1, Buffer.concat([PREFIX, buf.subarray(0, n)]));
+  }
+}
+
+/** The child: send stdin line by line; q or Q (or end of input) half-closes. Never returns. */
+function writeRoutine(sock: number, ctl: number, options: ClientOptions): never {
+  closeInherited([sock, ctl]);
+  let status = 0;
+  try {
+    for (const line of stdinLines()) {
+      if (QUIT.some((q) => q.equals(line))) break;
+      writeAll(sock, line);
+    }
+    writeAll(ctl, "h");
+    if (options.closeInsteadOfShutdown) {
+      // The mistake the C material warns about: close() only drops this
+      // process's reference. The parent still holds the socket, so no FIN
+      // goes out and the server never sees EOF.
+      posix.close(sock);
+    } else {
+      // shutdown(SHUT_WR) acts on the socket itself, whoever else holds it:
+      // FIN goes out now, the server's echo loop sees EOF and closes, and the
+      // parent still reads the rest of the echo that is in flight.
+      posix.shutdown(sock, native.constants.SHUT_WR);
+    }
+  } catch (err) {
+    const what = err instanceof SyscallError ? err.summary : String(err);
+    writeAll(2, `realfork: ${what}${what.includes("EPIPE") ? " (the server closed the connection)" : ""}\n`);
+    status = 1;
+  }
+  return _exit(status);
+}
+
+/** Lines of stdin with their "\n" (the last one may lack it), read with plain read(2). */
+function* stdinLines(): Generator<Buffer> {
+  const chunk = Buffer.allocUnsafe(4096);
+  let pending = Buffer.alloc(0);
+  for (;;) {
+    const n = native.read(0, chunk, 0, chunk.length);
+    if (n === EAGAIN) {
+      // Node may have set O_NONBLOCK on a stdin it shares with this process.
+      native.poll([0], [native.constants.POLLIN], -1);
+      continue;
+    }
+    if (n < 0) throw new SyscallError(n, "read");
+    if (n === 0) break;
+    pending = Buffer.concat([pending, chunk.subarray(0, n)]);
+    let nl = pending.indexOf(10);
+    while (nl >= 0) {
+      yield pending.subarray(0, nl + 1);
+      pending = pending.subarray(nl + 1);
+      nl = pending.indexOf(10);
+    }
+  }
+  if (pending.length > 0) yield pending;
+}

@@ -1,0 +1,72 @@
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { parseArgs } from "node:util";
+import { runClient } from "../client.js";
+import { warn } from "../output.js";
+import { intOption, parse, portArg, positionals } from "./usage.js";
+
+export const CLIENT_USAGE = `Usage: realfork client <ip> <port> [options]
+
+The fork-split echo client of echo_mpclient.c: after connect(), the child
+sends the lines it reads on stdin and the parent prints what comes back. A line
+q or Q, or the end of input, half-closes the connection (shutdown SHUT_WR); the
+parent prints the rest of the echo and both end.
+
+Options
+  --buffer-size N               bytes per read of the socket (default 30)
+  --close-instead-of-shutdown   negative control: the writer close()s its
+                                descriptor instead; the server never sees EOF
+  -h, --help                    this text
+
+Examples
+  $ realfork client 127.0.0.1 9190
+  $ printf 'hello\\nq\\n' | realfork client 127.0.0.1 9190
+  $ realfork client ::1 9190 --buffer-size 4096 < file.txt`;
+
+const options = {
+  "buffer-size": { type: "string" },
+  "close-instead-of-shutdown": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export async function clientCommand(argv: string[]): Promise<void> {
+  const { values, positionals: pos } = parse(CLIENT_USAGE, () =>
+    parseArgs({ args: argv, options, allowPositionals: true, strict: true }),
+  );
+  if (values.help) {
+    process.stdout.write(`${CLIENT_USAGE}\n`);
+    return;
+  }
+  const [hostText, portText] = positionals(pos, ["ip", "port"], CLIENT_USAGE) as [string, string];
+  const port = portArg(portText, 1, CLIENT_USAGE);
+  const bufferSize = intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, CLIENT_USAGE);
+  // Names are resolved here, in the parent, before any fork (dns.lookup uses
+  // the libuv thread pool, which a forked child does not have).
+  const host = isIP(hostText) ? hostText : await resolve(hostText);
+  const result = runClient({
+    host,
+    port,
+    bufferSize,
+    closeInsteadOfShutdown: values["close-instead-of-shutdown"] ?? false,
+  });
+  if (result.problem) warn(`realfork: ${result.problem}`);
+  process.exitCode = result.status;
+}
+
+async function resolve(name: string): Promise<string> {
+  try {
+    return (await lookup(name)).address;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "EAI_FAIL";
+    throw new ResolveError(name, code);
+  }
+}
+
+export class ResolveError extends Error {
+  constructor(
+    readonly host: string,
+    readonly code: string,
+  ) {
+    super(`getaddrinfo: ${code}: cannot resolve '${host}'`);
+  }
+}

@@ -1,0 +1,96 @@
+import { isIP } from "node:net";
+import { parseArgs } from "node:util";
+import { warn } from "../output.js";
+import { EchoServer, formatAddress } from "../server.js";
+import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
+
+export const SERVE_USAGE = `Usage: realfork serve <port> [options]
+
+The accept-then-fork echo server of echo_mpserv.c: the parent accepts and
+forks a child per connection; the child closes the listening socket and echoes
+until EOF; the parent closes the connected socket and accepts again.
+
+Port 0 lets the system choose; the port is printed on stderr.
+
+Options
+  --host ADDR          address to listen on (default 0.0.0.0; IPv6 too, e.g. ::1)
+  --buffer-size N      bytes per read in the child (default 30, the book's BUF_SIZE)
+  --max-children N     at most N live children; more connections wait (default 256)
+  --backlog N          listen() backlog (default 128; the book uses 5)
+  --quiet              no per-connection lines (for benchmarks)
+  --leak-parent        negative control: the parent does not close the connected socket
+  --leak-child         negative control: the child keeps the listening socket
+  -h, --help           this text
+
+Examples
+  $ realfork serve 9190
+  $ realfork serve 0 --host 127.0.0.1 --max-children 8
+  $ realfork serve 9190 --host ::1 --buffer-size 65536 --quiet`;
+
+const options = {
+  host: { type: "string" },
+  "buffer-size": { type: "string" },
+  "max-children": { type: "string" },
+  backlog: { type: "string" },
+  quiet: { type: "boolean" },
+  "leak-parent": { type: "boolean" },
+  "leak-child": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export async function serveCommand(argv: string[]): Promise<void> {
+  const { values, positionals: pos } = parse(SERVE_USAGE, () =>
+    parseArgs({ args: argv, options, allowPositionals: true, strict: true }),
+  );
+  if (values.help) {
+    process.stdout.write(`${SERVE_USAGE}\n`);
+    return;
+  }
+  const [portText] = positionals(pos, ["port"], SERVE_USAGE) as [string];
+  const host = values.host ?? "0.0.0.0";
+  if (isIP(host) === 0)
+    throw new UsageError(`--host must be a numeric IPv4 or IPv6 address, not '${host}'`, SERVE_USAGE);
+  const server = new EchoServer({
+    host,
+    port: portArg(portText, 0, SERVE_USAGE),
+    bufferSize: intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, SERVE_USAGE),
+    maxChildren: intOption("--max-children", values["max-children"], 256, 1, 1_000_000, SERVE_USAGE),
+    backlog: intOption("--backlog", values.backlog, 128, 1, 65535, SERVE_USAGE),
+    quiet: values.quiet ?? false,
+    leakParent: values["leak-parent"] ?? false,
+    leakChild: values["leak-child"] ?? false,
+  });
+  const bound = server.listen();
+  warn(`realfork serve: listening on ${formatAddress(bound.address, bound.port)} (pid ${process.pid})`);
+  await untilStopped(server);
+}
+
+/**
+ * SIGTERM or SIGINT: stop accepting, SIGTERM the children, reap them, exit 0.
+ * A second SIGINT (or SIGTERM), or children still there after 4 s: SIGKILL.
+ */
+function untilStopped(server: EchoServer): Promise<void> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    let force: NodeJS.Timeout | undefined;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (!stopping) {
+        stopping = true;
+        warn(`realfork serve: ${signal}: closing the listener, ending ${server.children.length} child(ren)`);
+        force = setTimeout(() => server.signalChildren("SIGKILL"), 4000);
+        server.stop("SIGTERM").then(() => {
+          clearTimeout(force);
+          process.off("SIGINT", onSignal);
+          process.off("SIGTERM", onSignal);
+          warn("realfork serve: stopped");
+          resolve();
+        });
+      } else {
+        warn(`realfork serve: ${signal} again: killing the children`);
+        server.signalChildren("SIGKILL");
+      }
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}
