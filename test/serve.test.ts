@@ -23,7 +23,7 @@ describe("realfork serve", () => {
     const server = await startServe();
     for (let i = 0; i < 3; i++) {
       expect((await echo(server.port, Buffer.from(`line ${i}\n`))).toString()).toBe(`line ${i}\n`);
-      await server.proc.waitFor(new RegExp(`(removed proc id: \\d+ \\n[sS]*){${i + 1}}`));
+      await server.proc.waitFor(new RegExp(`(removed proc id: \\d+ \\n[\\s\\S]*){${i + 1}}`));
     }
     const lines = server.proc.stdout().split("\n").slice(0, -1);
     expect(lines).toHaveLength(9);
