@@ -1,4 +1,6 @@
 import { clientCommand } from "./commands/client.js";
+import { demoCommand } from "./commands/demo.js";
+import { fdsCommand } from "./commands/fds.js";
 import { serveCommand } from "./commands/serve.js";
 import { UsageError } from "./commands/usage.js";
 import { SyscallError } from "./errors.js";
@@ -12,13 +14,17 @@ Usage
 Commands
   serve <port>          the accept-then-fork echo server (echo_mpserv.c)
   client <ip> <port>    the fork-split echo client (echo_mpclient.c)
+  fds <pid>             who holds which descriptor: the reference counts
+  demo                  the story of one connection, told with real fd tables
   help                  this text
 
 Each command has --help.
 
 Examples
+  $ realfork demo
   $ realfork serve 9190
   $ realfork client 127.0.0.1 9190
+  $ realfork fds --port 9190 --watch
 `;
 
 type Command = (argv: string[]) => Promise<void>;
@@ -26,6 +32,8 @@ type Command = (argv: string[]) => Promise<void>;
 const commands: Record<string, Command> = {
   serve: serveCommand,
   client: clientCommand,
+  fds: fdsCommand,
+  demo: demoCommand,
 };
 
 /** Runs the CLI; sets process.exitCode, never calls process.exit. */

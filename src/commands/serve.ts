@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { warn } from "../output.js";
 import { EchoServer, formatAddress } from "../server.js";
+import { Tracer } from "../trace.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const SERVE_USAGE = `Usage: realfork serve <port> [options]
@@ -18,6 +19,8 @@ Options
   --max-children N     at most N live children; more connections wait (default 256)
   --backlog N          listen() backlog (default 128; the book uses 5)
   --quiet              no per-connection lines (for benchmarks)
+  --trace              log each step's reference counts, read from the kernel (stderr)
+  --json               with --trace: one JSON object per line
   --leak-parent        negative control: the parent does not close the connected socket
   --leak-child         negative control: the child keeps the listening socket
   -h, --help           this text
@@ -25,7 +28,8 @@ Options
 Examples
   $ realfork serve 9190
   $ realfork serve 0 --host 127.0.0.1 --max-children 8
-  $ realfork serve 9190 --host ::1 --buffer-size 65536 --quiet`;
+  $ realfork serve 9190 --host ::1 --buffer-size 65536 --quiet
+  $ realfork serve 9190 --trace --leak-parent`;
 
 const options = {
   host: { type: "string" },
@@ -33,6 +37,8 @@ const options = {
   "max-children": { type: "string" },
   backlog: { type: "string" },
   quiet: { type: "boolean" },
+  trace: { type: "boolean" },
+  json: { type: "boolean" },
   "leak-parent": { type: "boolean" },
   "leak-child": { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -59,6 +65,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     quiet: values.quiet ?? false,
     leakParent: values["leak-parent"] ?? false,
     leakChild: values["leak-child"] ?? false,
+    ...(values.trace ? { onStep: new Tracer(values.json ?? false).onStep } : {}),
   });
   const bound = server.listen();
   warn(`realfork serve: listening on ${formatAddress(bound.address, bound.port)} (pid ${process.pid})`);

@@ -1,0 +1,127 @@
+import { existsSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { listenerOwner, snapshot } from "../fdtable.js";
+import { renderSnapshot } from "../fdview.js";
+import { writeAll } from "../output.js";
+import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
+
+export const FDS_USAGE = `Usage: realfork fds <pid> [options]
+       realfork fds --port <port> [options]
+
+Shows a process and its descendants, every descriptor each holds, and each
+TCP socket with its holders (pid:fd): the number of holders is the socket's
+reference count; the kernel closes the socket when it drops to zero. Holders
+that share one open file description (made by dup() or inherited through
+fork()) are marked (Linux: kcmp; not available on macOS).
+
+Options
+  --port P          start from the process that listens on TCP port P
+  --json            machine-readable output (schema: docs/fds-json.md)
+  --watch           redraw when anything changes (Ctrl-C ends)
+  --interval MS     how often --watch looks (default 250)
+  --sockets         only stdio and sockets (hide the runtime's epoll, eventfds, pipes)
+  -h, --help        this text
+
+Examples
+  $ realfork fds 4242
+  $ realfork fds --port 9190 --watch
+  $ realfork fds --port 9190 --json | jq '.sockets[] | {local, state, refs: (.holders | length)}'`;
+
+const options = {
+  port: { type: "string" },
+  json: { type: "boolean" },
+  watch: { type: "boolean" },
+  interval: { type: "string" },
+  sockets: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export class NotFoundError extends Error {}
+
+export async function fdsCommand(argv: string[]): Promise<void> {
+  const { values, positionals: pos } = parse(FDS_USAGE, () =>
+    parseArgs({ args: argv, options, allowPositionals: true, strict: true }),
+  );
+  if (values.help) {
+    process.stdout.write(`${FDS_USAGE}\n`);
+    return;
+  }
+  let target: () => number;
+  if (values.port !== undefined) {
+    positionals(pos, [], FDS_USAGE);
+    const port = portArg(values.port, 1, FDS_USAGE);
+    target = () => {
+      const owner = listenerOwner(port);
+      if (owner === null) throw new NotFoundError(`nothing listens on TCP port ${port} (or its owner is not readable)`);
+      return owner;
+    };
+  } else {
+    const [pidText] = positionals(pos, ["pid"], FDS_USAGE) as [string];
+    if (!/^\d+$/.test(pidText) || Number(pidText) < 1)
+      throw new UsageError(`<pid> must be a process id, not '${pidText}'`, FDS_USAGE);
+    const pid = Number(pidText);
+    target = () => {
+      if (process.platform === "linux" ? !existsSync(`/proc/${pid}`) : !pidExists(pid)) {
+        throw new NotFoundError(`no process ${pid}`);
+      }
+      return pid;
+    };
+  }
+  const render = () => {
+    const snap = snapshot(target());
+    return values.json ? `${JSON.stringify(snap, null, 2)}\n` : renderSnapshot(snap, { all: !values.sockets });
+  };
+  if (!values.watch) {
+    writeAll(1, render());
+    return;
+  }
+  await watch(render, intOption("--interval", values.interval, 250, 20, 60_000, FDS_USAGE), !values.json);
+}
+
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Redraws whenever the rendering changes; ends on SIGINT/SIGTERM or when the process is gone. */
+function watch(render: () => string, intervalMs: number, clear: boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let last = "";
+    const tick = () => {
+      let text: string;
+      try {
+        text = render();
+      } catch (err) {
+        stop();
+        if (err instanceof NotFoundError && last !== "") {
+          writeAll(1, `${err.message}: stopped watching\n`);
+          resolve();
+        } else {
+          reject(err);
+        }
+        return;
+      }
+      if (text === last) return;
+      last = text;
+      const stamp = `realfork fds --watch, ${new Date().toISOString()} (Ctrl-C ends)\n\n`;
+      writeAll(1, clear ? `\x1b[2J\x1b[H${stamp}${text}` : text);
+    };
+    const timer = setInterval(tick, intervalMs);
+    const stop = () => {
+      clearInterval(timer);
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+    };
+    const onSignal = () => {
+      stop();
+      resolve();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    tick();
+  });
+}
