@@ -101,8 +101,23 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   std::unique_ptr<Napi::AsyncContext> context_;
 };
 
+// The descriptors uv_async_send() writes to. V8 may post a task from a forked
+// child (GC scheduling does), and libuv abort()s if that write fails: a child
+// that closes the runtime's descriptors must keep these valid.
+Napi::Value LoopWakeupFds(const Napi::CallbackInfo& info) {
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(info.Env(), &loop);
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, loop != nullptr ? loop->async_io_watcher.fd : -1);
+  out.Set(1u, loop != nullptr ? loop->async_wfd : -1);
+  return out;
+}
+
 }  // namespace
 
-void InitWatcher(Napi::Env env, Napi::Object exports) { exports.Set("FdWatcher", FdWatcher::Define(env)); }
+void InitWatcher(Napi::Env env, Napi::Object exports) {
+  exports.Set("FdWatcher", FdWatcher::Define(env));
+  exports.Set("loopWakeupFds", Napi::Function::New(env, LoopWakeupFds, "loopWakeupFds"));
+}
 
 }  // namespace realfork

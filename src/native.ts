@@ -62,6 +62,8 @@ export interface NativeBinding {
   kcmp?(pid1: number, pid2: number, fd1: number, fd2: number): number;
   /** macOS only. */
   listFds?(pid: number): NativeFdEntry[] | number;
+  /** The event loop's wakeup descriptors (uv_async_send writes to them); -1 when unused. */
+  loopWakeupFds(): [number, number];
   platform: "linux" | "darwin";
   FdWatcher: new (fd: number, callback: (status: number, events: number) => void) => NativeFdWatcher;
   constants: Record<

@@ -40,6 +40,10 @@ describe("fork", () => {
     expect(run.code).toBe(0);
     expect(event(run, "child")).toMatchObject({ total: 1_000_000, kept: 4 });
     expect(event(run, "waited")).toMatchObject({ state: "exited", code: 0 });
+    // With the runtime's descriptors closed (all but stdio and the loop's
+    // wakeup descriptor, now /dev/null) the child still allocates and GCs.
+    expect((event(run, "bareChild").fds as number[]).length).toBeLessThanOrEqual(4);
+    expect(event(run, "bareWaited")).toMatchObject({ state: "exited", code: 0 });
   });
 
   it("leaves no zombie and no descriptor behind after 500 forks", async () => {

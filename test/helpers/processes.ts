@@ -11,6 +11,8 @@ export interface Tracked {
   stderr: () => string;
   /** Resolves with the exit code/signal; rejects after timeoutMs. */
   exited: (timeoutMs?: number) => Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves when the process itself has ended, even if a descendant still holds its stdio. */
+  died: (timeoutMs?: number) => Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Resolves when stdout (or stderr) matches; rejects after timeoutMs. */
   waitFor: (pattern: RegExp, timeoutMs?: number, stream?: "stdout" | "stderr") => Promise<RegExpMatchArray>;
 }
@@ -40,12 +42,21 @@ export function spawnTracked(
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on("close", (code, signal) => resolve({ code, signal }));
   });
+  const died = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on("exit", (code, signal) => resolve({ code, signal }));
+  });
   const tracked: Tracked = {
+    died: (timeoutMs = 10_000) => withTimeout(died, timeoutMs, `${command} ${args.join(" ")} did not end`),
     child,
     pid: child.pid,
     stdout: () => out,
     stderr: () => err,
-    exited: (timeoutMs = 10_000) => withTimeout(exit, timeoutMs, `${command} ${args.join(" ")} did not exit`),
+    exited: (timeoutMs = 10_000) =>
+      withTimeout(
+        exit,
+        timeoutMs,
+        `${command} ${args.join(" ")} did not exit; stdout ends:\n${out.slice(-2000)}\nstderr ends:\n${err.slice(-2000)}`,
+      ),
     waitFor: (pattern, timeoutMs = 10_000, stream = "stdout") =>
       withTimeout(
         new Promise<RegExpMatchArray>((resolve) => {
