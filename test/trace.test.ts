@@ -59,9 +59,11 @@ describe("realfork serve --trace", () => {
     await childrenGone(server.pid);
     const err = server.proc.stderr();
     expect(err).toMatch(
-      /trace \[parent \d+\] accept\(\) -> fd \d+; socket:\[\d+\] 127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+ ESTABLISHED holders \d+:\d+ \(refs 1\)/,
+      /trace \[parent \d+\] accept\(\) -> fd \d+; socket:\[\d+\] 127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+ [A-Z_]+ holders \d+:\d+ \(refs 1\)/,
     );
-    expect(err).toMatch(/trace \[parent \d+\] fork\(\) -> child \d+; .* \(refs 2\)/);
+    // This client closes at once, so the child may be gone before the parent
+    // looks; the JSON test above holds the client open and checks refs 2.
+    expect(err).toMatch(/trace \[parent \d+\] fork\(\) -> child \d+; .* \(refs [12]\)/);
     expect(err).toMatch(
       /trace \[child \d+\] close\(\d+\) of the listening socket; socket:\[\d+\] 127\.0\.0\.1:\d+ LISTEN holders \d+:\d+ \(refs 1\)/,
     );
