@@ -11,8 +11,9 @@
 namespace realfork {
 namespace {
 
-// read(fd, buf, offset, length): bytes read, 0 at EOF.
-Napi::Value Read(const Napi::CallbackInfo& info) {
+// (fd, buf, offset, length) -> op(fd, buf + offset, length), retried on EINTR.
+template <ssize_t (*Op)(int, uint8_t*, size_t)>
+Napi::Value Transfer(const Napi::CallbackInfo& info) {
   int fd, offset, length;
   uint8_t* data;
   size_t size;
@@ -23,27 +24,13 @@ Napi::Value Read(const Napi::CallbackInfo& info) {
     return Errno(info.Env(), EINVAL);
   ssize_t n;
   do {
-    n = read(fd, data + offset, static_cast<size_t>(length));
+    n = Op(fd, data + offset, static_cast<size_t>(length));
   } while (n < 0 && errno == EINTR);
   return n < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), static_cast<double>(n));
 }
 
-// write(fd, buf, offset, length): bytes written (may be short, as in C).
-Napi::Value Write(const Napi::CallbackInfo& info) {
-  int fd, offset, length;
-  uint8_t* data;
-  size_t size;
-  if (!ArgInt(info, 0, &fd) || !ArgBytes(info, 1, &data, &size) || !ArgInt(info, 2, &offset) ||
-      !ArgInt(info, 3, &length))
-    return {};
-  if (offset < 0 || length < 0 || static_cast<size_t>(offset) + static_cast<size_t>(length) > size)
-    return Errno(info.Env(), EINVAL);
-  ssize_t n;
-  do {
-    n = write(fd, data + offset, static_cast<size_t>(length));
-  } while (n < 0 && errno == EINTR);
-  return n < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), static_cast<double>(n));
-}
+ssize_t ReadOp(int fd, uint8_t* p, size_t n) { return read(fd, p, n); }
+ssize_t WriteOp(int fd, uint8_t* p, size_t n) { return write(fd, p, n); }
 
 // Never retried on EINTR: on Linux the descriptor is already gone by then, and
 // a retry could close a descriptor another thread has just been given.
@@ -126,8 +113,8 @@ Napi::Value SetFl(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
-  exports.Set("read", Napi::Function::New(env, Read, "read"));
-  exports.Set("write", Napi::Function::New(env, Write, "write"));
+  exports.Set("read", Napi::Function::New(env, Transfer<ReadOp>, "read"));
+  exports.Set("write", Napi::Function::New(env, Transfer<WriteOp>, "write"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
   exports.Set("dup2", Napi::Function::New(env, Dup2, "dup2"));

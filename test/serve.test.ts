@@ -3,7 +3,7 @@ import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import { snapshot } from "../src/fdtable.js";
 import { cli } from "./helpers/paths.js";
-import { ps, sleep, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { ps, sleep, spawnCliAsUser, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { childrenGone, count, echo, echoMany, open, startServe, stop } from "./helpers/servers.js";
 
 useLeftoverCheck();
@@ -167,22 +167,7 @@ describe("realfork serve: wrong usage and runtime errors", () => {
   });
 
   it("reports a privileged port as permission denied when not root", async () => {
-    const asNobody = process.getuid?.() === 0;
-    const p = spawnTracked(
-      asNobody ? "setpriv" : cli,
-      asNobody
-        ? [
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            process.execPath,
-            "--single-threaded",
-            cli,
-            "serve",
-            "80",
-          ]
-        : ["serve", "80"],
-    );
+    const p = spawnCliAsUser(cli, ["serve", "80"]);
     expect(await p.exited()).toEqual({ code: 1, signal: null });
     expect(p.stderr()).toBe(
       "realfork: bind: EACCES: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)\n",

@@ -155,3 +155,13 @@ export function useLeftoverCheck(): void {
     expect(await checkLeftovers(), "processes left behind by this test").toEqual([]);
   });
 }
+
+/**
+ * Runs the CLI as an unprivileged user (nobody) when the tests run as root,
+ * so that permission errors can be tested; as the CLI itself otherwise.
+ */
+export function spawnCliAsUser(cliPath: string, args: string[]): Tracked {
+  if (process.getuid?.() !== 0) return spawnTracked(cliPath, args);
+  const drop = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+  return spawnTracked("setpriv", [...drop, process.execPath, "--single-threaded", cliPath, ...args]);
+}
