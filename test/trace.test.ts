@@ -23,6 +23,17 @@ async function waitEvents(server: { proc: { stderr: () => string } }, names: str
   throw new Error(`trace events ${names.join(", ")} did not all come:\n${server.proc.stderr()}`);
 }
 
+/** The last of `count` reaped events: each is written after its own snapshot, so wait for all. */
+async function lastReaped(server: { proc: { stderr: () => string } }, count: number): Promise<TraceEvent> {
+  let reaped: TraceEvent[] = [];
+  for (let i = 0; i < 400 && reaped.length < count; i++) {
+    await sleep(25);
+    reaped = traceEvents(server.proc.stderr()).filter((e) => e.event === "reaped");
+  }
+  expect(reaped).toHaveLength(count);
+  return reaped.at(-1) as TraceEvent;
+}
+
 describe("realfork serve --trace", () => {
   it("logs each step with the holders the kernel reports", async () => {
     const server = await startServe(["--trace", "--json"]);
@@ -89,9 +100,7 @@ describe("the mistakes the C material warns about", () => {
       sawEof.push(eof);
     }
     await childrenGone(server.pid);
-    await sleep(300);
-    const events = await waitEvents(server, ["reaped"]);
-    const last = events.filter((e) => e.event === "reaped").at(-1) as TraceEvent;
+    const last = await lastReaped(server, 5);
     const closeWait = last.sockets.filter((s) => s.state === "CLOSE_WAIT");
     expect(closeWait.length).toBe(5);
     for (const s of closeWait) expect(s.holders.map((h) => h.pid)).toEqual([server.pid]);
@@ -103,8 +112,7 @@ describe("the mistakes the C material warns about", () => {
     const server = await startServe(["--trace", "--json"]);
     for (let i = 0; i < 5; i++) expect((await echo(server.port, Buffer.from("bye\n"))).toString()).toBe("bye\n");
     await childrenGone(server.pid);
-    const events = await waitEvents(server, ["reaped"]);
-    const last = events.filter((e) => e.event === "reaped").at(-1) as TraceEvent;
+    const last = await lastReaped(server, 5);
     expect(last.sockets.map((s) => s.state)).toEqual(["LISTEN"]);
     await stop(server);
   });
