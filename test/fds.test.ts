@@ -88,7 +88,7 @@ describe("realfork fds", () => {
         ? execFileSync("ss", ["-tanpH", "state", "all", `( sport = :${server.port} )`], { encoding: "utf8" })
         : null;
     for (const sock of ss === null ? [] : snap.sockets) {
-      const line = ss
+      const line = (ss ?? "")
         .split("\n")
         .find((l) => l.includes(sock.local) && (sock.remote === null || l.includes(sock.remote)));
       expect(line, `ss line for ${sock.local}`).toBeDefined();
