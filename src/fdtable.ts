@@ -89,12 +89,8 @@ export function listenerOwner(port: number): number | null {
 
 /** Listening TCP ports held by `pid` itself. */
 export function listeningPorts(pid: number): number[] {
-  const parents = isLinux ? linux.parentMap() : darwin.parentMap();
-  const p = parents.get(pid);
-  if (!p) return [];
-  const entry = isLinux
-    ? linux.readProcess(pid, p.ppid, p.command, linux.tcpSockets(pid))
-    : darwin.readProcess(pid, p.ppid, p.command);
+  // Only this process's own table is needed (a gone process reads as empty).
+  const entry = isLinux ? linux.readProcess(pid, 0, "", linux.tcpSockets(pid)) : darwin.readProcess(pid, 0, "");
   return entry.descriptors
     .filter((d) => d.state === "LISTEN" && d.local)
     .map((d) => Number(d.local?.slice(d.local.lastIndexOf(":") + 1)));

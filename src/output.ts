@@ -24,11 +24,6 @@ export function writeAll(fd: number, data: Uint8Array | string): void {
   }
 }
 
-/** A line to stdout, written now (never buffered: fork must not copy pending output). */
-export function say(line: string): void {
-  writeAll(1, `${line}\n`);
-}
-
 /** A line to stderr, written now; a closed stderr is not worth dying for. */
 export function warn(line: string): void {
   try {
