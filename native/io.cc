@@ -1,6 +1,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 #include <chrono>
 #include <vector>
@@ -40,6 +43,33 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   int r = close(fd);
   if (r < 0 && errno == EINTR) return Napi::Number::New(info.Env(), 0);
   return r < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), 0);
+}
+
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  std::string path;
+  int flags;
+  if (!ArgString(info, 0, &path) || !ArgInt(info, 1, &flags)) return {};
+  int r;
+  do {
+    r = open(path.c_str(), flags, 0666);
+  } while (r < 0 && errno == EINTR);
+  return r < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), r);
+}
+
+// close_range(2), Linux 5.9+: one call closes a whole span of descriptors,
+// where walking /proc/self/fd in a forked child costs a readdir and a page
+// fault per touched page of the runtime. Elsewhere it is -ENOSYS and the
+// caller walks the descriptor list itself.
+Napi::Value CloseRange(const Napi::CallbackInfo& info) {
+  int first, last;
+  if (!ArgInt(info, 0, &first) || !ArgInt(info, 1, &last)) return {};
+  if (first < 0 || last < first) return Errno(info.Env(), EINVAL);
+#if defined(__linux__) && defined(SYS_close_range)
+  long r = syscall(SYS_close_range, static_cast<unsigned>(first), static_cast<unsigned>(last), 0u);
+  return r < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), 0);
+#else
+  return Errno(info.Env(), ENOSYS);
+#endif
 }
 
 Napi::Value Dup(const Napi::CallbackInfo& info) {
@@ -116,6 +146,8 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("read", Napi::Function::New(env, Transfer<ReadOp>, "read"));
   exports.Set("write", Napi::Function::New(env, Transfer<WriteOp>, "write"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("closeRange", Napi::Function::New(env, CloseRange, "closeRange"));
   exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
   exports.Set("dup2", Napi::Function::New(env, Dup2, "dup2"));
   exports.Set("poll", Napi::Function::New(env, Poll, "poll"));
@@ -123,6 +155,10 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("setfl", Napi::Function::New(env, SetFl, "setfl"));
   Napi::Object c = exports.Get("constants").As<Napi::Object>();
   REALFORK_CONSTANT(c, O_NONBLOCK);
+  REALFORK_CONSTANT(c, O_RDONLY);
+  REALFORK_CONSTANT(c, O_WRONLY);
+  REALFORK_CONSTANT(c, O_RDWR);
+  REALFORK_CONSTANT(c, O_CLOEXEC);
 }
 
 }  // namespace realfork

@@ -1,8 +1,11 @@
-import { closeSync, openSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { constants as os } from "node:os";
+import { check } from "./errors.js";
 import { native } from "./native.js";
 
 const selfFdDir = process.platform === "linux" ? "/proc/self/fd" : "/dev/fd";
+const ENOSYS = -os.errno.ENOSYS;
+const MAX_FD = 2 ** 31 - 1;
 
 /** The descriptors this process holds now, sorted. */
 export function openDescriptors(): number[] {
@@ -26,19 +29,28 @@ export function openDescriptors(): number[] {
  * abort()s when that write fails (seen: children killed by SIGABRT). It is
  * pointed at /dev/null instead: the write succeeds, and it no longer wakes
  * the parent's loop through the shared eventfd either.
+ *
+ * Runs in every forked child, so it stays off Node's fs layer: close_range(2)
+ * closes the gaps between the kept descriptors in a few calls (Linux); where
+ * that is missing, the descriptor list is walked.
  */
-export function closeInherited(keep: readonly number[]): number[] {
+export function closeInherited(keep: readonly number[]): void {
   const wakeup = native.loopWakeupFds().filter((fd) => fd > 2 && !keep.includes(fd));
   if (wakeup.length > 0) {
-    const devnull = openSync("/dev/null", "w");
+    const devnull = check(native.open("/dev/null", native.constants.O_WRONLY | native.constants.O_CLOEXEC), "open");
     for (const fd of wakeup) native.dup2(devnull, fd);
-    closeSync(devnull);
+    native.close(devnull);
   }
-  const closed: number[] = [];
+  const kept = [...new Set([0, 1, 2, ...keep, ...wakeup])].sort((a, b) => a - b);
+  let from = 0;
+  for (const fd of [...kept, MAX_FD + 1]) {
+    if (fd > from && native.closeRange(from, fd - 1) === ENOSYS) return closeListed(kept);
+    from = fd + 1;
+  }
+}
+
+function closeListed(kept: readonly number[]): void {
   for (const fd of openDescriptors()) {
-    if (fd <= 2 || keep.includes(fd) || wakeup.includes(fd)) continue;
-    const r = native.close(fd);
-    if (r === 0 || r === -os.errno.EINTR) closed.push(fd);
+    if (!kept.includes(fd)) native.close(fd);
   }
-  return closed;
 }

@@ -46,6 +46,9 @@ export interface NativeBinding {
   read(fd: number, buf: Uint8Array, offset: number, length: number): number;
   write(fd: number, buf: Uint8Array, offset: number, length: number): number;
   close(fd: number): number;
+  open(path: string, flags: number): number;
+  /** close_range(2) on Linux; -ENOSYS elsewhere. */
+  closeRange(first: number, last: number): number;
   dup(fd: number): number;
   dup2(fd: number, target: number): number;
   poll(fds: number[], events: number[], timeout: number): number[] | number;
@@ -89,6 +92,10 @@ export interface NativeBinding {
     | "POLLHUP"
     | "POLLNVAL"
     | "O_NONBLOCK"
+    | "O_RDONLY"
+    | "O_WRONLY"
+    | "O_RDWR"
+    | "O_CLOEXEC"
     | "WNOHANG"
     | "WUNTRACED",
     number
