@@ -44,7 +44,10 @@ export function closeInherited(keep: readonly number[]): void {
   const kept = [...new Set([0, 1, 2, ...keep, ...wakeup])].sort((a, b) => a - b);
   let from = 0;
   for (const fd of [...kept, MAX_FD + 1]) {
-    if (fd > from && native.closeRange(from, fd - 1) === ENOSYS) return closeListed(kept);
+    if (fd > from && native.closeRange(from, fd - 1) === ENOSYS) {
+      closeListed(kept);
+      return;
+    }
     from = fd + 1;
   }
 }
