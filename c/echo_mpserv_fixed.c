@@ -2,6 +2,11 @@
  * echo_mpserv_fixed.c: echo_mpserv.c with each QUIRK corrected (see
  * docs/c-quirks.md). Same structure, same messages; this is the C reference
  * that realfork serve is compared with.
+ *
+ * Two additions for `realfork bench`/`compare`, kept out of the loop's way:
+ * an optional buffer size (the book's BUF_SIZE, 30, by default), and on
+ * SIGUSR2 one line on stderr with the fork() latencies seen by the parent
+ * since the last SIGUSR2: "fork-us: 41 38 ..." (microseconds).
  */
 #include <errno.h>
 #include <signal.h>
@@ -11,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <arpa/inet.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef BUF_SIZE
@@ -52,6 +58,36 @@ static void read_childproc(int sig)
 	errno = saved;
 }
 
+#define FORK_SAMPLES 65536
+static unsigned fork_us[FORK_SAMPLES];
+static unsigned fork_count;
+static volatile sig_atomic_t stats_wanted;
+
+static void want_stats(int sig)
+{
+	(void)sig;
+	stats_wanted = 1;
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* The latencies since the last report, then the count starts again. */
+static void print_fork_stats(void)
+{
+	unsigned n = fork_count < FORK_SAMPLES ? fork_count : FORK_SAMPLES;
+	fputs("fork-us:", stderr);
+	for (unsigned i = 0; i < n; i++)
+		fprintf(stderr, " %u", fork_us[i]);
+	fputc('\n', stderr);
+	fflush(stderr);
+	fork_count = 0;
+}
+
 static int write_all(int fd, const char *buf, ssize_t len)
 {
 	while (len > 0) {
@@ -74,12 +110,18 @@ int main(int argc, char *argv[])
 	socklen_t adr_sz;
 	ssize_t str_len;
 	pid_t pid;
-	char buf[BUF_SIZE];
+	char *buf;
+	long buf_size = BUF_SIZE;
+	double t0;
 
-	if (argc != 2) {
-		printf("Usage : %s <port>\n", argv[0]);
+	if (argc != 2 && argc != 3) {
+		printf("Usage : %s <port> [buffer_size]\n", argv[0]);
 		exit(1);
 	}
+	if (argc == 3 && ((buf_size = atol(argv[2])) < 1 || buf_size > (64L << 20)))
+		error_handling("buffer_size must be from 1 to 67108864");
+	if ((buf = malloc((size_t)buf_size)) == NULL)
+		error_handling("malloc() error");
 	/* Line-buffered even into a pipe: fork() then copies no pending output. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
@@ -87,6 +129,8 @@ int main(int argc, char *argv[])
 	sigemptyset(&act.sa_mask);
 	act.sa_flags = 0;
 	sigaction(SIGCHLD, &act, 0);
+	act.sa_handler = want_stats;
+	sigaction(SIGUSR2, &act, 0); /* no SA_RESTART: accept() returns EINTR, and the loop reports */
 	signal(SIGPIPE, SIG_IGN);
 
 	serv_sock = socket(PF_INET, SOCK_STREAM, 0);
@@ -103,19 +147,29 @@ int main(int argc, char *argv[])
 	while (1) {
 		adr_sz = sizeof(clnt_adr);
 		clnt_sock = accept(serv_sock, (struct sockaddr *)&clnt_adr, &adr_sz);
+		if (stats_wanted) {
+			stats_wanted = 0;
+			print_fork_stats();
+		}
 		if (clnt_sock == -1)
 			continue;
 		puts("new client connected...");
+		t0 = now_us();
 		pid = fork();
+		if (pid > 0 && fork_count < FORK_SAMPLES)
+			fork_us[fork_count] = (unsigned)(now_us() - t0 + 0.5);
+		if (pid > 0)
+			fork_count++;
 		if (pid == -1) {
 			close(clnt_sock);
 			continue;
 		}
 		if (pid == 0) {
 			signal(SIGCHLD, SIG_DFL);
+			signal(SIGUSR2, SIG_DFL);
 			close(serv_sock);
 			for (;;) {
-				str_len = read(clnt_sock, buf, BUF_SIZE);
+				str_len = read(clnt_sock, buf, (size_t)buf_size);
 				if (str_len < 0 && errno == EINTR)
 					continue;
 				if (str_len <= 0 || write_all(clnt_sock, buf, str_len) < 0)

@@ -33,6 +33,7 @@
 static struct sockaddr_storage target;
 static socklen_t target_len;
 static int timeout_s;
+static int spread_sources; /* see pick_source() */
 
 static double now_s(void)
 {
@@ -57,11 +58,32 @@ static int resolve(const char *host, const char *port)
 		return -1;
 	memcpy(&target, res->ai_addr, res->ai_addrlen);
 	target_len = res->ai_addrlen;
+	spread_sources = target.ss_family == AF_INET &&
+			 ((struct sockaddr_in *)&target)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
 	freeaddrinfo(res);
 	return 0;
 }
 
-static int open_conn(int *err)
+/*
+ * Every short connection leaves a TIME_WAIT socket on this side (the client
+ * closes first). Tens of thousands of them fill the ephemeral port range and
+ * make connect() slower and slower, which would bias whichever server is
+ * measured last. When the target is 127.0.0.1, connections are spread over
+ * source addresses 127.0.0.2-127.0.0.251 (loopback, this machine only), so
+ * the 4-tuples never run short.
+ */
+static void pick_source(int fd, long id)
+{
+#ifdef IP_BIND_ADDRESS_NO_PORT
+	int on = 1;
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof(on));
+#endif
+	struct sockaddr_in src = {.sin_family = AF_INET};
+	src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(id % 250));
+	bind(fd, (struct sockaddr *)&src, sizeof(src)); /* on failure the kernel picks, as usual */
+}
+
+static int open_conn(int *err, long id)
 {
 	struct timeval tv = {.tv_sec = timeout_s, .tv_usec = 0};
 	int fd = socket(target.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -71,6 +93,8 @@ static int open_conn(int *err)
 	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (spread_sources)
+		pick_source(fd, id);
 	while (connect(fd, (struct sockaddr *)&target, target_len) < 0) {
 		if (errno == EINTR)
 			continue;
@@ -124,7 +148,7 @@ static void *short_worker(void *arg)
 			out[i] = pattern((uint64_t)id, (uint64_t)i);
 		double t0 = now_s();
 		int err = 0;
-		int fd = open_conn(&err);
+		int fd = open_conn(&err, id);
 		if (fd < 0) {
 			note_error(st, err);
 			continue;
@@ -238,7 +262,7 @@ static int run_stream(uint64_t bytes, size_t chunk)
 {
 	int err = 0;
 	double t0 = now_s();
-	int fd = open_conn(&err);
+	int fd = open_conn(&err, 0);
 	if (fd < 0) {
 		printf("{\"workload\":\"stream\",\"bytes\":%llu,\"received\":0,\"mismatched_at\":null,"
 		       "\"first_error\":\"%s\",\"seconds\":0,\"mib_per_s\":0}\n",

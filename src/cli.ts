@@ -1,4 +1,6 @@
+import { benchCommand } from "./commands/bench.js";
 import { clientCommand } from "./commands/client.js";
+import { compareCommand } from "./commands/compare.js";
 import { demoCommand } from "./commands/demo.js";
 import { fdsCommand } from "./commands/fds.js";
 import { serveCommand } from "./commands/serve.js";
@@ -16,6 +18,8 @@ Commands
   client <ip> <port>    the fork-split echo client (echo_mpclient.c)
   fds <pid>             who holds which descriptor: the reference counts
   demo                  the story of one connection, told with real fd tables
+  bench                 drive one server with the C load generator; what fork costs
+  compare               the C server and realfork serve side by side: behaviour, then speed
   help                  this text
 
 Each command has --help.
@@ -25,6 +29,7 @@ Examples
   $ realfork serve 9190
   $ realfork client 127.0.0.1 9190
   $ realfork fds --port 9190 --watch
+  $ realfork compare --prefork 8
 `;
 
 type Command = (argv: string[]) => Promise<void>;
@@ -34,6 +39,8 @@ const commands: Record<string, Command> = {
   client: clientCommand,
   fds: fdsCommand,
   demo: demoCommand,
+  bench: benchCommand,
+  compare: compareCommand,
 };
 
 /** Runs the CLI; sets process.exitCode, never calls process.exit. */

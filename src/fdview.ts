@@ -2,7 +2,7 @@
 // descriptors, one of sockets and their holders (the reference counts).
 import type { Descriptor, FdSnapshot, Holder, SocketEntry } from "./fdtable.js";
 
-function table(rows: string[][]): string[] {
+export function table(rows: string[][]): string[] {
   const widths: number[] = [];
   for (const row of rows) {
     row.forEach((cell, i) => {

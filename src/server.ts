@@ -19,6 +19,12 @@ export interface ServeOptions {
   backlog: number;
   /** No per-connection lines (benchmarks). */
   quiet: boolean;
+  /**
+   * 0: fork a child per connection (the C loop). N > 0: fork N workers ahead,
+   * each accepting on the shared listener and serving connections one after
+   * another; a worker that ends is replaced.
+   */
+  prefork?: number;
   /** Negative control: the parent keeps the connected socket open. */
   leakParent?: boolean;
   /** Negative control: the child keeps the listening socket open. */
@@ -36,11 +42,18 @@ export type ServerStep =
   | { step: "parent-closed"; conn: number; child: number }
   | { step: "child-closed-listener"; listener: number }
   | { step: "child-closed"; conn: number }
-  | { step: "reaped"; child: number; status: posix.WaitStatus };
+  | { step: "reaped"; child: number; status: posix.WaitStatus }
+  | { step: "worker-started"; child: number };
 
 const EAGAIN = -os.errno.EAGAIN;
 const EWOULDBLOCK = -os.errno.EWOULDBLOCK;
 const EMFILE_BACKOFF_MS = 100;
+/** A worker that ends sooner than this after its start counts as a crash. */
+const WORKER_MIN_LIFE_MS = 1000;
+/** Where forked fork() latencies are kept between two takeForkTimes(). */
+const FORK_SAMPLES = 65536;
+
+const exhaustion = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
 
 export function formatAddress(address: string, port: number): string {
   return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
@@ -57,6 +70,10 @@ export class EchoServer {
   #stopping = false;
   #keepAlive: NodeJS.Timeout | null = null;
   #onStopped: (() => void) | null = null;
+  #forkTimes: number[] = [];
+  readonly #workerStarted = new Map<number, number>();
+  #workerCrashes = 0;
+  #respawn: NodeJS.Timeout | null = null;
   readonly #out: (line: string) => void;
   readonly #err: (line: string) => void;
 
@@ -92,16 +109,22 @@ export class EchoServer {
     }
     this.#listener = fd;
     const bound = posix.getsockname(fd);
-    // The loop watches the listener (uv_poll, which makes it non-blocking)
-    // instead of blocking in accept(): SIGCHLD and SIGTERM are handled while
-    // the parent is idle, which a blocking accept() under SA_RESTART would not.
-    this.#watcher = new native.FdWatcher(fd, () => this.#acceptReady());
     // Signal handles do not keep Node running, and the watcher is stopped at
     // --max-children or during shutdown: without this the loop could end
     // (and the process with it) while children are still to be reaped.
     this.#keepAlive = setInterval(() => {}, 2 ** 30);
-    this.#resume();
     this.options.onStep?.({ step: "listening", listener: fd, address: bound.address, port: bound.port });
+    if (this.options.prefork) {
+      // The listener stays blocking: each worker sleeps in accept(), and the
+      // kernel wakes one of them per connection.
+      for (let i = 0; i < this.options.prefork; i++) this.#startWorker();
+      return { address: bound.address, port: bound.port };
+    }
+    // The loop watches the listener (uv_poll, which makes it non-blocking)
+    // instead of blocking in accept(): SIGCHLD and SIGTERM are handled while
+    // the parent is idle, which a blocking accept() under SA_RESTART would not.
+    this.#watcher = new native.FdWatcher(fd, () => this.#acceptReady());
+    this.#resume();
     return { address: bound.address, port: bound.port };
   }
 
@@ -139,7 +162,7 @@ export class EchoServer {
 
   #acceptFailed(errno: number): void {
     const err = new SyscallError(errno, "accept");
-    if (err.code === "EMFILE" || err.code === "ENFILE" || err.code === "ENOBUFS" || err.code === "ENOMEM") {
+    if (exhaustion.has(err.code)) {
       // Out of descriptors or memory: the connection stays in the backlog.
       // Retrying at once would spin at 100% CPU; wait, then try again.
       if (!this.#loggedExhaustion) {
@@ -164,6 +187,7 @@ export class EchoServer {
     if (!quiet) this.#out("new client connected...");
     onStep?.({ step: "accepted", conn, peer: formatAddress(accepted.address, accepted.port) });
     let pid: number;
+    const started = performance.now();
     try {
       pid = fork();
     } catch (err) {
@@ -174,6 +198,7 @@ export class EchoServer {
       return;
     }
     if (pid === 0) this.#child(conn);
+    this.#recordFork(started);
     this.reaper.track(pid);
     onStep?.({ step: "forked", conn, child: pid });
     if (!this.options.leakParent) {
@@ -205,6 +230,83 @@ export class EchoServer {
     return _exit(status);
   }
 
+  #recordFork(started: number): void {
+    if (this.#forkTimes.length < FORK_SAMPLES) this.#forkTimes.push(Math.round((performance.now() - started) * 1000));
+  }
+
+  /** fork() latencies seen by the parent since the last call, in microseconds. */
+  takeForkTimes(): number[] {
+    const times = this.#forkTimes;
+    this.#forkTimes = [];
+    return times;
+  }
+
+  /** --prefork: one more worker; on failure, another try in a second. */
+  #startWorker(): void {
+    let pid: number;
+    const started = performance.now();
+    try {
+      pid = fork();
+    } catch (err) {
+      this.#err(`realfork: ${err instanceof SyscallError ? err.summary : String(err)}; starting a worker again in 1 s`);
+      this.#scheduleRespawn(1000);
+      return;
+    }
+    if (pid === 0) this.#worker();
+    this.#recordFork(started);
+    this.reaper.track(pid);
+    this.#workerStarted.set(pid, Date.now());
+    this.options.onStep?.({ step: "worker-started", child: pid });
+  }
+
+  #scheduleRespawn(delayMs: number): void {
+    if (this.#respawn || this.#stopping) return;
+    this.#respawn = setTimeout(() => {
+      this.#respawn = null;
+      while (!this.#stopping && this.reaper.live < (this.options.prefork ?? 0)) this.#startWorker();
+    }, delayMs);
+  }
+
+  /**
+   * A --prefork worker: never returns. It keeps the listening socket (that is
+   * its job) and serves one connection after another, each with the same
+   * echo loop as a per-connection child.
+   */
+  #worker(): never {
+    const { bufferSize, quiet } = this.options;
+    const say = (line: string) => this.#err(line);
+    let status = 0;
+    try {
+      closeInherited([this.#listener]);
+      const buf = Buffer.allocUnsafe(bufferSize);
+      let loggedExhaustion = false;
+      for (;;) {
+        const accepted = native.accept(this.#listener);
+        if (typeof accepted === "number") {
+          const err = new SyscallError(accepted, "accept");
+          if (exhaustion.has(err.code)) {
+            if (!loggedExhaustion)
+              say(`realfork: worker ${native.getpid()}: ${err.summary}; retrying every ${EMFILE_BACKOFF_MS} ms`);
+            loggedExhaustion = true;
+            native.poll([], [], EMFILE_BACKOFF_MS);
+            continue;
+          }
+          if (err.code === "ECONNABORTED" || err.code === "EPROTO") continue;
+          throw err;
+        }
+        loggedExhaustion = false;
+        if (!quiet) this.#out("new client connected...");
+        echo(accepted.fd, buf, say);
+        native.close(accepted.fd);
+        if (!quiet) this.#out("client disconnected...");
+      }
+    } catch (err) {
+      say(`realfork: worker ${native.getpid()}: ${err instanceof SyscallError ? err.summary : String(err)}`);
+      status = 1;
+    }
+    return _exit(status);
+  }
+
   #onChildExit(status: posix.WaitStatus): void {
     if (!this.options.quiet) this.#out(`removed proc id: ${status.pid} `);
     if (status.state === "signaled") this.#err(`realfork: child ${status.pid} was killed by ${status.signal}`);
@@ -212,6 +314,16 @@ export class EchoServer {
     this.options.onStep?.({ step: "reaped", child: status.pid, status });
     if (this.#stopping) {
       if (this.reaper.live === 0) this.#finish();
+      return;
+    }
+    const workerStart = this.#workerStarted.get(status.pid);
+    if (workerStart !== undefined) {
+      this.#workerStarted.delete(status.pid);
+      // A worker that dies at once (a crash loop) is replaced ever more
+      // slowly, up to once every 8 s, instead of in a fork storm.
+      this.#workerCrashes = Date.now() - workerStart < WORKER_MIN_LIFE_MS ? this.#workerCrashes + 1 : 0;
+      if (this.#workerCrashes === 0) this.#startWorker();
+      else this.#scheduleRespawn(Math.min(8000, 125 * 2 ** this.#workerCrashes));
       return;
     }
     if (!this.#watching && this.#backoff === null && this.reaper.live < this.options.maxChildren) {
@@ -229,6 +341,8 @@ export class EchoServer {
       this.#stopping = true;
       if (this.#backoff) clearTimeout(this.#backoff);
       this.#backoff = null;
+      if (this.#respawn) clearTimeout(this.#respawn);
+      this.#respawn = null;
       this.#watcher?.close();
       this.#watcher = null;
       this.#watching = false;
@@ -272,10 +386,11 @@ export class EchoServer {
  * EOF. A reset or a closed peer (EPIPE: Node ignores SIGPIPE, and the child
  * keeps that) ends the loop like EOF does, with a line on stderr.
  */
-export function echo(conn: number, bufferSize: number, err: (line: string) => void): void {
-  const buf = Buffer.allocUnsafe(bufferSize);
+export function echo(conn: number, buffer: number | Buffer, err: (line: string) => void): void {
+  const buf = typeof buffer === "number" ? Buffer.allocUnsafe(buffer) : buffer;
+  const size = buf.byteLength;
   for (;;) {
-    const n = native.read(conn, buf, 0, bufferSize);
+    const n = native.read(conn, buf, 0, size);
     if (n === 0) return;
     if (n < 0) {
       err(`realfork: child ${native.getpid()}: ${new SyscallError(n, "read").summary}`);

@@ -39,6 +39,7 @@ export class Tracer {
   readonly #out: (line: string) => void;
   #root = 0;
   #listenerInode: number | null = null;
+  #listener = -1;
   readonly #connInode = new Map<number, number | null>();
   readonly #childInode = new Map<number, number | null>();
 
@@ -54,6 +55,7 @@ export class Tracer {
     switch (step.step) {
       case "listening":
         this.#root = native.getpid();
+        this.#listener = step.listener;
         fd = step.listener;
         inode = this.#listenerInode = socketInode(step.listener);
         break;
@@ -76,6 +78,11 @@ export class Tracer {
       case "child-closed":
         fd = step.conn;
         inode = this.#connInode.get(step.conn) ?? null;
+        break;
+      case "worker-started":
+        fd = this.#listener;
+        inode = this.#listenerInode;
+        child = step.child;
         break;
       case "reaped":
         child = step.child;
@@ -119,6 +126,7 @@ const ACTIONS: Record<ServerStep["step"], (e: TraceEvent) => string> = {
   "child-closed-listener": (e) => `close(${e.fd}) of the listening socket`,
   "child-closed": (e) => `close(${e.fd}) of the connected socket`,
   reaped: (e) => `waitpid() reaped child ${e.child}`,
+  "worker-started": (e) => `fork() -> worker ${e.child}, which keeps the listening socket and accepts on it`,
 };
 
 export function describeEvent(e: TraceEvent): string {

@@ -38,6 +38,8 @@ const NARRATION: Record<TraceEvent["event"], string> = {
   "child-closed":
     "The client half-closed; the child read EOF and closes the connected socket. That was the last reference: the kernel closes the socket and sends FIN.",
   reaped: "The parent reaps the child with waitpid(): no zombie is left.",
+  "worker-started":
+    "fork() made a worker (serve --prefork): it keeps its copy of the listening socket, one more reference, and accepts on it.",
 };
 
 const LEAK_NARRATION: Partial<Record<TraceEvent["event"], string>> = {

@@ -13,10 +13,19 @@ until EOF; the parent closes the connected socket and accepts again.
 
 Port 0 lets the system choose; the port is printed on stderr.
 
+With --prefork N the parent forks N workers ahead instead of one child per
+connection: each keeps the listening socket and accepts on it, serving one
+connection after another; a worker that ends is replaced. Faster (no fork per
+connection) but at most N clients are served at once (docs/benchmarks.md).
+
+SIGTERM or SIGINT stops the server. SIGUSR2 prints the fork() latencies the
+parent measured since the last SIGUSR2 on stderr ("fork-us: 290 301 ...").
+
 Options
   --host ADDR          address to listen on (default 0.0.0.0; IPv6 too, e.g. ::1)
   --buffer-size N      bytes per read in the child (default 30, the book's BUF_SIZE)
   --max-children N     at most N live children; more connections wait (default 256)
+  --prefork N          fork N workers ahead that accept on the shared listener
   --backlog N          listen() backlog (default 128; the book uses 5)
   --quiet              no per-connection lines (for benchmarks)
   --trace              log each step's reference counts, read from the kernel (stderr)
@@ -29,12 +38,14 @@ Examples
   $ realfork serve 9190
   $ realfork serve 0 --host 127.0.0.1 --max-children 8
   $ realfork serve 9190 --host ::1 --buffer-size 65536 --quiet
-  $ realfork serve 9190 --trace --leak-parent`;
+  $ realfork serve 9190 --trace --leak-parent
+  $ realfork serve 9190 --prefork 8 --quiet`;
 
 const options = {
   host: { type: "string" },
   "buffer-size": { type: "string" },
   "max-children": { type: "string" },
+  prefork: { type: "string" },
   backlog: { type: "string" },
   quiet: { type: "boolean" },
   trace: { type: "boolean" },
@@ -56,6 +67,13 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const host = values.host ?? "0.0.0.0";
   if (isIP(host) === 0)
     throw new UsageError(`--host must be a numeric IPv4 or IPv6 address, not '${host}'`, SERVE_USAGE);
+  const prefork = intOption("--prefork", values.prefork, 0, 1, 4096, SERVE_USAGE);
+  if (prefork > 0) {
+    for (const name of ["max-children", "leak-parent", "leak-child"] as const) {
+      if (values[name] !== undefined)
+        throw new UsageError(`--${name} applies to the fork-per-connection server, not to --prefork`, SERVE_USAGE);
+    }
+  }
   const server = new EchoServer({
     host,
     port: portArg(portText, 0, SERVE_USAGE),
@@ -63,13 +81,17 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxChildren: intOption("--max-children", values["max-children"], 256, 1, 1_000_000, SERVE_USAGE),
     backlog: intOption("--backlog", values.backlog, 128, 1, 65535, SERVE_USAGE),
     quiet: values.quiet ?? false,
+    prefork,
     leakParent: values["leak-parent"] ?? false,
     leakChild: values["leak-child"] ?? false,
     ...(values.trace ? { onStep: new Tracer(values.json ?? false).onStep } : {}),
   });
   const bound = server.listen();
+  const report = () => warn(`fork-us: ${server.takeForkTimes().join(" ")}`.trimEnd());
+  process.on("SIGUSR2", report);
   warn(`realfork serve: listening on ${formatAddress(bound.address, bound.port)} (pid ${process.pid})`);
   await untilStopped(server);
+  process.off("SIGUSR2", report);
 }
 
 /**

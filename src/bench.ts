@@ -1,0 +1,457 @@
+// realfork bench and compare: start a server (realfork serve, the C reference,
+// or none for an external one), drive it with c/build/loadgen, and read what
+// the kernel says about its memory. Numbers only; the commands format them.
+import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { fileURLToPath } from "node:url";
+import { listeningPorts, processTree } from "./fdtable.js";
+import { _exit, fork } from "./fork.js";
+import { waitpid } from "./posix.js";
+
+const packageRoot = fileURLToPath(new URL("../", import.meta.url));
+export const cliPath = `${packageRoot}bin/realfork.js`;
+export const cProgram = (name: string): string => `${packageRoot}c/build/${name}`;
+
+/** Which server a run drives. */
+export type ServerKind = "ts" | "c" | "c-book" | "external";
+
+export interface ServerSpec {
+  kind: ServerKind;
+  /** Bytes per read in the server's echo loop (not settable for c-book or external). */
+  bufferSize: number;
+  /** realfork serve --prefork N. */
+  prefork?: number;
+  /** More realfork serve arguments (the negative controls). */
+  extra?: string[];
+  /** Keep the per-connection lines (stdout) instead of --quiet. */
+  verbose?: boolean;
+  /** external: where it listens. */
+  host?: string;
+  port?: number;
+}
+
+export interface Percentiles {
+  p50: number;
+  p99: number;
+}
+
+export interface ShortResult {
+  connections: number;
+  concurrency: number;
+  size: number;
+  ok: number;
+  failed: number;
+  mismatched: number;
+  firstError: string | null;
+  seconds: number;
+  connsPerSec: number;
+  latencyUs: Percentiles;
+}
+
+export interface StreamResult {
+  bytes: number;
+  chunk: number;
+  received: number;
+  mismatchedAt: number | null;
+  firstError: string | null;
+  seconds: number;
+  mibPerSec: number;
+}
+
+export interface MemoryUse {
+  rssKb: number;
+  /** Linux only (smaps_rollup): the share of shared pages, and what is the process's alone. */
+  pssKb: number | null;
+  ussKb: number | null;
+}
+
+export interface ForkCost {
+  /** fork() as the server's parent measured it (SIGUSR2 report); null where the server cannot say. */
+  parentLatencyUs: (Percentiles & { forks: number }) | null;
+  parentRss: { idleKb: number; loadedKb: number } | null;
+  /** Median over the children alive while connections were held open. */
+  child: (MemoryUse & { measured: number; privateKb: Record<string, number> | null }) | null;
+}
+
+export interface FloorResult {
+  iterations: number;
+  seconds: number;
+  perSec: number;
+  forkUs: Percentiles;
+}
+
+export interface RunningServer {
+  spec: ServerSpec;
+  label: string;
+  host: string;
+  port: number;
+  /** null for an external server. */
+  pid: number | null;
+  stdout: () => string;
+  stderr: () => string;
+  /** SIGTERM, then SIGKILL to it and its descendants if it lingers. */
+  stop: () => Promise<void>;
+}
+
+export class BenchError extends Error {
+  override name = "BenchError";
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.round(p * (sorted.length - 1))] ?? 0;
+}
+
+export function median(values: readonly number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    0.5,
+  );
+}
+
+function requireProgram(path: string): string {
+  if (!existsSync(path)) throw new BenchError(`${path} is missing; build the C programs with: npm run build:c`);
+  return path;
+}
+
+export function serverLabel(spec: ServerSpec): string {
+  switch (spec.kind) {
+    case "ts":
+      return spec.prefork ? `realfork serve --prefork ${spec.prefork}` : "realfork serve";
+    case "c":
+      return "C echo_mpserv_fixed";
+    case "c-book":
+      return "C echo_mpserv (the book's)";
+    case "external":
+      return `server at ${spec.host}:${spec.port}`;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts the server a spec names, on 127.0.0.1 and a port from the OS. */
+export async function startServer(spec: ServerSpec): Promise<RunningServer> {
+  const label = serverLabel(spec);
+  if (spec.kind === "external") {
+    return {
+      spec,
+      label,
+      host: spec.host ?? "127.0.0.1",
+      port: spec.port ?? 0,
+      pid: null,
+      stdout: () => "",
+      stderr: () => "",
+      stop: async () => {},
+    };
+  }
+  let child: ChildProcess;
+  // In this process's group: a Ctrl-C reaches the servers too, and each
+  // stops as it does on SIGINT.
+  const options: SpawnOptions = { stdio: ["ignore", spec.verbose ? "pipe" : "ignore", "pipe"] };
+  if (spec.kind === "ts") {
+    const args = ["serve", "0", "--host", "127.0.0.1", "--buffer-size", String(spec.bufferSize)];
+    if (!spec.verbose) args.push("--quiet");
+    if (spec.prefork) args.push("--prefork", String(spec.prefork));
+    child = spawn(cliPath, [...args, ...(spec.extra ?? [])], options);
+  } else if (spec.kind === "c") {
+    child = spawn(requireProgram(cProgram("echo_mpserv_fixed")), ["0", String(spec.bufferSize)], options);
+  } else {
+    child = spawn(requireProgram(cProgram("echo_mpserv")), ["0"], options);
+  }
+  let out = "";
+  let err = "";
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  const pid = child.pid as number;
+  const stop = async () => {
+    if (gone) return;
+    child.kill("SIGTERM");
+    // A server that does not stop within 5 s is killed with all it forked.
+    const timer = setTimeout(() => {
+      for (const p of processTree(pid).reverse()) {
+        try {
+          process.kill(p, "SIGKILL");
+        } catch {}
+      }
+    }, 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  for (let i = 0; i < 250; i++) {
+    if (gone) throw new BenchError(`${label} ended at start: ${err.trim() || "no message"}`);
+    const [port] = listeningPorts(pid);
+    if (port) return { spec, label, host: "127.0.0.1", port, pid, stdout: () => out, stderr: () => err, stop };
+    await sleep(20);
+  }
+  await stop();
+  throw new BenchError(`${label} did not listen within 5 s`);
+}
+
+function runLoadgen(args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  const path = requireProgram(cProgram("loadgen"));
+  return new Promise((resolve, reject) => {
+    const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      err += d;
+    });
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(out) as Record<string, unknown>);
+      } catch {
+        reject(new BenchError(`loadgen ${args[0]} gave no result (${signal ?? `exit ${code}`}): ${err.trim()}`));
+      }
+    });
+  });
+}
+
+/** COUNT connections, CONCURRENCY at a time: connect, send SIZE bytes, read them back, close. */
+export async function runShort(
+  server: RunningServer,
+  connections: number,
+  concurrency: number,
+  size: number,
+  timeoutS = 10,
+): Promise<ShortResult> {
+  const r = await runLoadgen(
+    [
+      "short",
+      server.host,
+      String(server.port),
+      String(connections),
+      String(concurrency),
+      String(size),
+      String(timeoutS),
+    ],
+    (timeoutS + 60) * 1000 + connections * 20,
+  );
+  const latency = r.latency_us as Percentiles;
+  return {
+    connections,
+    concurrency,
+    size,
+    ok: r.ok as number,
+    failed: r.failed as number,
+    mismatched: r.mismatched as number,
+    firstError: (r.first_error as string | null) ?? null,
+    seconds: r.seconds as number,
+    connsPerSec: r.conns_per_s as number,
+    latencyUs: { p50: latency.p50, p99: latency.p99 },
+  };
+}
+
+/** One connection: BYTES written in CHUNK-byte writes while being read back. */
+export async function runStream(
+  server: RunningServer,
+  bytes: number,
+  chunk: number,
+  timeoutS = 30,
+): Promise<StreamResult> {
+  const r = await runLoadgen(
+    ["stream", server.host, String(server.port), String(bytes), String(chunk), String(timeoutS)],
+    (timeoutS + 60) * 1000,
+  );
+  return {
+    bytes,
+    chunk,
+    received: r.received as number,
+    mismatchedAt: (r.mismatched_at as number | null) ?? null,
+    firstError: (r.first_error as string | null) ?? null,
+    seconds: r.seconds as number,
+    mibPerSec: r.mib_per_s as number,
+  };
+}
+
+/** Resident, proportional and unique memory of a process, as the kernel counts them. */
+export function memoryOf(pid: number): MemoryUse | null {
+  if (process.platform === "linux") {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    } catch {
+      return null;
+    }
+    const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+    return {
+      rssKb: field("Rss"),
+      pssKb: field("Pss"),
+      ussKb: field("Private_Clean") + field("Private_Dirty"),
+    };
+  }
+  const ps = spawnSync("ps", ["-o", "rss=", "-p", String(pid)], { encoding: "utf8" });
+  const rss = Number(ps.stdout.trim());
+  return ps.status === 0 && Number.isFinite(rss) ? { rssKb: rss, pssKb: null, ussKb: null } : null;
+}
+
+/**
+ * What a process's private memory is made of (Linux, /proc/PID/smaps):
+ * anonymous mappings (the V8 heap, the largest part), the malloc heap, the
+ * stack, and written pages of mapped files (relocated data of node and libs).
+ */
+export function privateBreakdown(pid: number): Record<string, number> | null {
+  if (process.platform !== "linux") return null;
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, "utf8");
+  } catch {
+    return null;
+  }
+  const out: Record<string, number> = { anonymous: 0, "malloc heap": 0, stack: 0, "file-backed": 0 };
+  let kind = "anonymous";
+  for (const line of text.split("\n")) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header) {
+      const name = header[1] ?? "";
+      kind =
+        name === "[heap]"
+          ? "malloc heap"
+          : name === "[stack]"
+            ? "stack"
+            : name.startsWith("/")
+              ? "file-backed"
+              : "anonymous";
+      continue;
+    }
+    const m = /^Private_(?:Clean|Dirty):\s+(\d+) kB/.exec(line);
+    if (m) out[kind] = (out[kind] ?? 0) + Number(m[1]);
+  }
+  return out;
+}
+
+/** Opens `count` connections and waits until each has echoed one byte (its child is then running). */
+async function holdConnections(server: RunningServer, count: number): Promise<Socket[]> {
+  const open = (): Promise<Socket> =>
+    new Promise((resolve, reject) => {
+      const s = connect(server.port, server.host, () => s.write("x"));
+      s.once("data", () => resolve(s));
+      s.once("error", reject);
+      s.setTimeout(5000, () => reject(new BenchError("no echo within 5 s while measuring memory")));
+    });
+  const sockets: Socket[] = [];
+  try {
+    for (let i = 0; i < count; i++) sockets.push(await open());
+  } catch (err) {
+    for (const s of sockets) s.destroy();
+    throw err;
+  }
+  return sockets;
+}
+
+/** Asks the server for its fork() latencies (SIGUSR2); null if it does not answer. */
+export async function forkLatencies(server: RunningServer): Promise<number[] | null> {
+  if (server.pid === null || server.spec.kind === "c-book") return null; // the book's server dies of SIGUSR2
+  const before = server.stderr().length;
+  process.kill(server.pid, "SIGUSR2");
+  for (let i = 0; i < 100; i++) {
+    const m = /fork-us:([ \d]*)\n/.exec(server.stderr().slice(before));
+    if (m) return (m[1] ?? "").trim().split(/\s+/).filter(Boolean).map(Number);
+    await sleep(20);
+  }
+  return null;
+}
+
+/**
+ * The cost of fork for this server: the parent's fork() latencies and RSS,
+ * and each child's memory while `hold` connections are open. Call it after
+ * a load has run (the latencies are those of that load).
+ */
+export async function measureForkCost(server: RunningServer, idleRssKb: number | null, hold = 4): Promise<ForkCost> {
+  if (server.pid === null) return { parentLatencyUs: null, parentRss: null, child: null };
+  const latencies = await forkLatencies(server);
+  const loaded = memoryOf(server.pid);
+  // A --prefork worker serves one connection at a time: hold no more than there are workers.
+  const sockets = await holdConnections(server, server.spec.prefork ? Math.min(hold, server.spec.prefork) : hold);
+  try {
+    const children = processTree(server.pid).filter((pid) => pid !== server.pid);
+    const mems = children.map(memoryOf).filter((m): m is MemoryUse => m !== null);
+    const mid = (pick: (m: MemoryUse) => number | null) => {
+      const values = mems.map(pick).filter((v): v is number => v !== null);
+      return values.length > 0 ? median(values) : null;
+    };
+    const sorted = latencies ? [...latencies].sort((a, b) => a - b) : null;
+    return {
+      parentLatencyUs: sorted
+        ? { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), forks: sorted.length }
+        : null,
+      parentRss: idleRssKb !== null && loaded ? { idleKb: idleRssKb, loadedKb: loaded.rssKb } : null,
+      child:
+        mems.length > 0
+          ? {
+              measured: mems.length,
+              rssKb: mid((m) => m.rssKb) ?? 0,
+              pssKb: mid((m) => m.pssKb),
+              ussKb: mid((m) => m.ussKb),
+              privateKb: children[0] === undefined ? null : privateBreakdown(children[0]),
+            }
+          : null,
+    };
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+}
+
+/**
+ * The floor under a fork-per-connection server: fork(), the child calls
+ * _exit(0) at once, the parent waits. For "ts" in a fresh realfork process
+ * (`realfork bench --workload fork`, realfork's own fork with its pre-fork
+ * pass and child guards), for "c" in c/build/forkloop.
+ */
+export async function forkFloor(kind: "ts" | "c", iterations: number): Promise<FloorResult> {
+  const [path, args] =
+    kind === "c"
+      ? [requireProgram(cProgram("forkloop")), [String(iterations)]]
+      : [cliPath, ["bench", "--workload", "fork", "--forks", String(iterations), "--json"]];
+  const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+    });
+    child.stderr.setEncoding("utf8").on("data", (d: string) => {
+      err += d;
+    });
+    child.on("close", (code) => resolve({ code, out, err }));
+  });
+  if (r.code !== 0) throw new BenchError(`the fork loop failed: ${r.err.trim() || `exit ${r.code}`}`);
+  if (kind === "ts") return (JSON.parse(r.out) as { fork: FloorResult }).fork;
+  const j = JSON.parse(r.out) as { iterations: number; seconds: number; per_s: number; fork_us: Percentiles };
+  return { iterations: j.iterations, seconds: j.seconds, perSec: j.per_s, forkUs: j.fork_us };
+}
+
+/** The fork floor loop, in this process (which must have been started with --single-threaded). */
+export function forkLoop(iterations: number): FloorResult {
+  const times: number[] = [];
+  const start = performance.now();
+  for (let i = 0; i < iterations; i++) {
+    const t0 = performance.now();
+    const pid = fork();
+    if (pid === 0) _exit(0);
+    times.push((performance.now() - t0) * 1000);
+    waitpid(pid);
+  }
+  const seconds = (performance.now() - start) / 1000;
+  times.sort((a, b) => a - b);
+  return {
+    iterations,
+    seconds,
+    perSec: iterations / seconds,
+    forkUs: { p50: percentile(times, 0.5), p99: percentile(times, 0.99) },
+  };
+}

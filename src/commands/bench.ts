@@ -1,0 +1,240 @@
+import { cpus, type as osType, release } from "node:os";
+import { parseArgs } from "node:util";
+import {
+  type FloorResult,
+  type ForkCost,
+  forkFloor,
+  forkLatencies,
+  forkLoop,
+  measureForkCost,
+  memoryOf,
+  runShort,
+  runStream,
+  type ServerSpec,
+  type ShortResult,
+  type StreamResult,
+  startServer,
+} from "../bench.js";
+import { table } from "../fdview.js";
+import { warn } from "../output.js";
+import { intOption, parse, positionals, UsageError } from "./usage.js";
+
+export const BENCH_USAGE = `Usage: realfork bench [options]
+
+Drives one echo server on loopback with the C load generator (c/build/loadgen,
+threads, every echoed byte checked) and reports:
+  short    connections per second: connect, send --size bytes, read them back, close
+  stream   MiB/s through one connection, --stream-buffer bytes per read and write
+  fork     the floor: fork() + _exit() + waitpid() in a loop, no server (in this
+           Node process for --server ts, c/build/forkloop for --server c)
+With short, also what fork costs: fork() latency in the parent (p50/p99, from
+the server's SIGUSR2 report), the parent's RSS, and each child's memory while
+connections are open (USS, PSS and what the private part is made of; Linux).
+
+Options
+  --server S           ts (realfork serve, default), c (c/echo_mpserv_fixed),
+                       c-book (c/echo_mpserv), or HOST:PORT of a running server
+  --prefork N          with --server ts: realfork serve --prefork N
+  --workload LIST      short,stream,fork in any combination (default short,stream)
+  --connections N      short: how many (default 2000)
+  --concurrency N      short: how many at once (default 16)
+  --size N             short: bytes sent on each (default 30)
+  --buffer-size N      short: the server's buffer (default 30, the book's BUF_SIZE)
+  --stream-bytes N     stream: bytes in all (default 1073741824, 1 GiB)
+  --stream-buffer N    stream: the server's buffer and the write size (default 65536)
+  --forks N            fork: iterations (default 1000)
+  --json               one JSON object instead of the table
+  -h, --help           this text
+
+Examples
+  $ realfork bench
+  $ realfork bench --server c --workload short --connections 5000
+  $ realfork bench --server ts --prefork 8 --json
+  $ realfork bench --server 127.0.0.1:9190 --workload stream
+  $ realfork bench --workload fork --forks 2000`;
+
+const options = {
+  server: { type: "string" },
+  prefork: { type: "string" },
+  workload: { type: "string" },
+  connections: { type: "string" },
+  concurrency: { type: "string" },
+  size: { type: "string" },
+  "buffer-size": { type: "string" },
+  "stream-bytes": { type: "string" },
+  "stream-buffer": { type: "string" },
+  forks: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const WORKLOADS = ["short", "stream", "fork"] as const;
+type Workload = (typeof WORKLOADS)[number];
+
+export interface BenchReport {
+  machine: string;
+  server: string;
+  short?: ShortResult & { forkCost: ForkCost };
+  stream?: StreamResult & { bufferSize: number };
+  fork?: FloorResult;
+}
+
+export function machineLine(): string {
+  return `${osType()} ${release()} ${process.arch}, ${cpus().length} CPUs, node ${process.version}`;
+}
+
+function serverSpec(text: string, prefork: number): ServerSpec {
+  if (text === "ts" || text === "c" || text === "c-book") {
+    if (prefork > 0 && text !== "ts") throw new UsageError("--prefork goes with --server ts", BENCH_USAGE);
+    return { kind: text, bufferSize: 30, ...(prefork > 0 ? { prefork } : {}) };
+  }
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d+)$/.exec(text);
+  const port = Number(m?.[2]);
+  if (!m || port < 1 || port > 65535)
+    throw new UsageError(`--server must be ts, c, c-book or a numeric HOST:PORT, not '${text}'`, BENCH_USAGE);
+  if (prefork > 0) throw new UsageError("--prefork goes with --server ts", BENCH_USAGE);
+  return { kind: "external", bufferSize: 0, host: (m[1] ?? "").replace(/^\[|\]$/g, ""), port };
+}
+
+export async function benchCommand(argv: string[]): Promise<void> {
+  const { values, positionals: pos } = parse(BENCH_USAGE, () =>
+    parseArgs({ args: argv, options, allowPositionals: true, strict: true }),
+  );
+  if (values.help) {
+    process.stdout.write(`${BENCH_USAGE}\n`);
+    return;
+  }
+  positionals(pos, [], BENCH_USAGE);
+  const int = (name: keyof typeof values, fallback: number, min: number, max: number) =>
+    intOption(`--${name}`, values[name] as string | undefined, fallback, min, max, BENCH_USAGE);
+  const spec = serverSpec(values.server ?? "ts", int("prefork", 0, 1, 4096));
+  const workloads = (values.workload ?? "short,stream").split(",");
+  for (const w of workloads) {
+    if (!(WORKLOADS as readonly string[]).includes(w))
+      throw new UsageError(`--workload takes short, stream and fork, not '${w}'`, BENCH_USAGE);
+  }
+  if (workloads.includes("fork") && (spec.kind === "external" || spec.kind === "c-book"))
+    throw new UsageError("--workload fork needs --server ts or c", BENCH_USAGE);
+  const connections = int("connections", 2000, 1, 10_000_000);
+  const concurrency = int("concurrency", 16, 1, 4096);
+  const size = int("size", 30, 1, 64 << 20);
+  const bufferSize = int("buffer-size", 30, 1, 16 << 20);
+  const streamBytes = int("stream-bytes", 1 << 30, 1, 2 ** 40);
+  const streamBuffer = int("stream-buffer", 65536, 1, 16 << 20);
+  const forks = int("forks", 1000, 1, 1_000_000);
+
+  const report: BenchReport = { machine: machineLine(), server: "" };
+  const stopping: (() => Promise<void>)[] = [];
+  const onSignal = () => {
+    for (const stop of stopping) void stop();
+    process.exitCode = 130;
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    // The fork floor first, while this process is as small as a fresh server.
+    if ((workloads as Workload[]).includes("fork")) {
+      report.server = spec.kind === "c" ? "C (c/build/forkloop)" : "realfork (this process)";
+      report.fork = spec.kind === "c" ? await forkFloor("c", forks) : forkLoop(forks);
+    }
+    if ((workloads as Workload[]).includes("short")) {
+      const server = await startServer({ ...spec, bufferSize });
+      stopping.push(server.stop);
+      report.server = server.label;
+      try {
+        await runShort(server, Math.min(200, connections), concurrency, size); // warm-up
+        await forkLatencies(server); // the warm-up's forks are not counted
+        const idle = server.pid === null ? null : (memoryOf(server.pid)?.rssKb ?? null);
+        const short = await runShort(server, connections, concurrency, size);
+        report.short = { ...short, forkCost: await measureForkCost(server, idle) };
+      } finally {
+        await server.stop();
+      }
+    }
+    if ((workloads as Workload[]).includes("stream")) {
+      const server = await startServer({ ...spec, bufferSize: streamBuffer });
+      stopping.push(server.stop);
+      report.server = server.label;
+      try {
+        report.stream = { ...(await runStream(server, streamBytes, streamBuffer)), bufferSize: streamBuffer };
+      } finally {
+        await server.stop();
+      }
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : renderBench(report));
+  const problems = benchProblems(report);
+  for (const p of problems) warn(`realfork bench: ${p}`);
+  if (problems.length > 0) process.exitCode = 1;
+}
+
+/** What went wrong in a run: failed or wrong echoes. */
+export function benchProblems(r: BenchReport): string[] {
+  const out: string[] = [];
+  if (r.short && (r.short.failed > 0 || r.short.mismatched > 0))
+    out.push(
+      `${r.short.failed} of ${r.short.connections} short connections failed (first: ${r.short.firstError ?? "?"}), ${r.short.mismatched} echoes differed`,
+    );
+  if (r.stream && (r.stream.received !== r.stream.bytes || r.stream.mismatchedAt !== null || r.stream.firstError))
+    out.push(
+      `the stream returned ${r.stream.received} of ${r.stream.bytes} bytes${r.stream.mismatchedAt !== null ? `, the first wrong one at ${r.stream.mismatchedAt}` : ""}${r.stream.firstError ? ` (${r.stream.firstError})` : ""}`,
+    );
+  return out;
+}
+
+const kb = (n: number | null | undefined) => (n === null || n === undefined ? "n/a" : `${(n / 1024).toFixed(1)} MB`);
+const us = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(2)} ms` : `${n.toFixed(0)} us`);
+
+export function renderBench(r: BenchReport): string {
+  const rows: string[][] = [["WORKLOAD", "RESULT"]];
+  if (r.short) {
+    const s = r.short;
+    rows.push([
+      `short: ${s.connections} x ${s.size} B, ${s.concurrency} at a time`,
+      `${s.connsPerSec.toFixed(0)} conn/s, latency p50 ${us(s.latencyUs.p50)} p99 ${us(s.latencyUs.p99)}, ${s.ok} echoes exact`,
+    ]);
+    const c = s.forkCost;
+    rows.push([
+      "fork() in the parent",
+      c.parentLatencyUs
+        ? `p50 ${us(c.parentLatencyUs.p50)}, p99 ${us(c.parentLatencyUs.p99)} (${c.parentLatencyUs.forks} forks)`
+        : "not reported by this server",
+    ]);
+    rows.push([
+      "parent RSS",
+      c.parentRss ? `${kb(c.parentRss.idleKb)} idle, ${kb(c.parentRss.loadedKb)} after the load` : "n/a",
+    ]);
+    if (c.child) {
+      rows.push([
+        `each child (median of ${c.child.measured})`,
+        `private (USS) ${kb(c.child.ussKb)}, PSS ${kb(c.child.pssKb)}, RSS ${kb(c.child.rssKb)}`,
+      ]);
+      if (c.child.privateKb)
+        rows.push([
+          "  its private memory",
+          Object.entries(c.child.privateKb)
+            .map(([what, n]) => `${what} ${n} kB`)
+            .join(", "),
+        ]);
+    } else {
+      rows.push(["each child", "n/a"]);
+    }
+  }
+  if (r.stream) {
+    const s = r.stream;
+    rows.push([
+      `stream: ${(s.bytes / 1048576).toFixed(0)} MiB, buffer ${s.bufferSize}`,
+      `${s.mibPerSec.toFixed(1)} MiB/s, ${s.received === s.bytes && s.mismatchedAt === null ? "every byte exact" : "BYTES LOST OR WRONG"}`,
+    ]);
+  }
+  if (r.fork) {
+    rows.push([
+      `fork floor: ${r.fork.iterations} x fork+_exit+waitpid`,
+      `${r.fork.perSec.toFixed(0)} /s, fork() p50 ${us(r.fork.forkUs.p50)} p99 ${us(r.fork.forkUs.p99)}`,
+    ]);
+  }
+  return `realfork bench: ${r.server} (${r.machine})\n\n${table(rows).join("\n")}\n`;
+}
