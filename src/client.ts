@@ -15,6 +15,11 @@ export interface ClientOptions {
   bufferSize: number;
   /** Negative control: the writer close()s instead of shutdown(SHUT_WR). */
   closeInsteadOfShutdown?: boolean;
+  /**
+   * After our half-close, how long the server may stay silent (no data, no
+   * close) before the client gives up, in ms; 0 waits for ever, as C does.
+   */
+  idleTimeoutMs?: number;
 }
 
 export interface ClientResult {
@@ -52,32 +57,73 @@ export function runClient(options: ClientOptions): ClientResult {
     writeRoutine(sock, ctlChild, options);
   }
   posix.close(ctlChild);
-  const read = readRoutine(sock, options.bufferSize);
+  const read = readRoutine(sock, ctlParent, options.bufferSize, options.idleTimeoutMs ?? 0);
   posix.close(sock);
-  const [ready = 0] = posix.poll([{ fd: ctlParent, events: native.constants.POLLIN }], 0);
-  const writerDone = (ready & native.constants.POLLIN) !== 0 && native.read(ctlParent, Buffer.alloc(1), 0, 1) === 1;
   posix.close(ctlParent);
   // The C parent never waits, and its child is left behind when the server
   // closes first. Here the parent ends the writer if it is still reading
   // stdin, and reaps it either way.
-  if (!writerDone) posix.kill(pid, "SIGTERM");
+  if (!read.writerDone) posix.kill(pid, "SIGTERM");
   const writer = posix.waitpid(pid);
   if (read.error) return { status: 1, problem: read.error.summary };
-  if (!writerDone) return { status: 1, problem: "the server closed the connection" };
+  if (read.timedOut) {
+    const s = (options.idleTimeoutMs ?? 0) / 1000;
+    return { status: 1, problem: `the server sent nothing and did not close for ${s} s after our half-close` };
+  }
+  if (!read.writerDone) return { status: 1, problem: "the server closed the connection" };
   if (writer.state !== "exited" || writer.code !== 0) {
     return { status: 1, problem: `the writer process ended with ${writer.signal ?? `status ${writer.code}`}` };
   }
   return { status: 0 };
 }
 
-/** The parent: print each chunk as it comes, until EOF. */
-function readRoutine(sock: number, bufferSize: number): { error?: SyscallError } {
+interface ReadResult {
+  error?: SyscallError;
+  timedOut?: boolean;
+  /** The writer said it half-closed (on the control pair). */
+  writerDone: boolean;
+}
+
+/**
+ * The parent: print each chunk as it comes, until EOF. It also listens on
+ * the control pair, so that it knows when the writer has half-closed: from
+ * then on the server has `idleTimeoutMs` to send more or close.
+ */
+function readRoutine(sock: number, ctl: number, bufferSize: number, idleTimeoutMs: number): ReadResult {
   const buf = Buffer.allocUnsafe(bufferSize);
+  const { POLLIN } = native.constants;
+  let writerDone = false;
+  let ctlOpen = true;
+  let deadline = Number.POSITIVE_INFINITY;
   for (;;) {
-    const n = native.read(sock, buf, 0, bufferSize);
-    if (n === 0) return {};
-    if (n < 0) return { error: new SyscallError(n, "read") };
-    writeAll(1, Buffer.concat([PREFIX, buf.subarray(0, n)]));
+    const wait = deadline === Number.POSITIVE_INFINITY ? -1 : Math.max(0, Math.ceil(deadline - performance.now()));
+    const watched = ctlOpen ? [sock, ctl] : [sock];
+    const [sockReady = 0, ctlReady = 0] = posix.poll(
+      watched.map((fd) => ({ fd, events: POLLIN })),
+      wait,
+    );
+    if (ctlReady !== 0) {
+      // "h": the writer half-closed. EOF: it ended without saying so.
+      writerDone = native.read(ctl, Buffer.alloc(1), 0, 1) === 1;
+      ctlOpen = false;
+      if (writerDone && idleTimeoutMs > 0) deadline = performance.now() + idleTimeoutMs;
+    }
+    if (sockReady !== 0) {
+      const n = native.read(sock, buf, 0, bufferSize);
+      if (n < 0) return { error: new SyscallError(n, "read"), writerDone };
+      if (n === 0) {
+        // The writer may have half-closed just before the server's EOF came.
+        if (ctlOpen) {
+          const [late = 0] = posix.poll([{ fd: ctl, events: POLLIN }], 0);
+          writerDone = (late & POLLIN) !== 0 && native.read(ctl, Buffer.alloc(1), 0, 1) === 1;
+        }
+        return { writerDone };
+      }
+      writeAll(1, Buffer.concat([PREFIX, buf.subarray(0, n)]));
+      if (deadline !== Number.POSITIVE_INFINITY) deadline = performance.now() + idleTimeoutMs;
+    } else if (ctlReady === 0 && performance.now() >= deadline) {
+      return { timedOut: true, writerDone };
+    }
   }
 }
 

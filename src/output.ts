@@ -5,12 +5,14 @@
 import { constants as os } from "node:os";
 import { SyscallError } from "./errors.js";
 import { native } from "./native.js";
+import * as v from "./validate.js";
 
 const EAGAIN = -os.errno.EAGAIN;
 const EWOULDBLOCK = -os.errno.EWOULDBLOCK;
 
 export function writeAll(fd: number, data: Uint8Array | string): void {
-  const buf = typeof data === "string" ? Buffer.from(data) : data;
+  v.fd(fd);
+  const buf = typeof data === "string" ? Buffer.from(data) : v.bytes("data", data);
   let off = 0;
   while (off < buf.byteLength) {
     const n = native.write(fd, buf, off, buf.byteLength - off);

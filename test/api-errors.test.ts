@@ -5,6 +5,10 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import * as rf from "../src/index.js";
 import { native } from "../src/native.js";
+import { event, runFixture } from "./helpers/fixtures.js";
+import { useLeftoverCheck } from "./helpers/processes.js";
+
+useLeftoverCheck();
 
 type Call = [string, () => unknown, string];
 
@@ -109,6 +113,7 @@ describe("the raw binding", () => {
     "waitpid",
     "getsockname",
     "getfl",
+    "closeRange",
   ] as const;
   it.each(fns)("%s survives wrong arguments", (name) => {
     const fn = native[name] as (...args: unknown[]) => unknown;
@@ -129,5 +134,23 @@ describe("the raw binding", () => {
       }
     }
     expect(calls).toBe(garbage.length ** 2);
+  });
+});
+
+describe("fuzzing the public API", () => {
+  // Seeded, so that a failure can be replayed:
+  //   node --single-threaded test/fixtures/fuzz-api.mjs SEED 4000 977>&1
+  it.each([1, 2, 3])("seed %i: 4000 calls with wrong types and edge values, a coded error every time", async (seed) => {
+    const run = await runFixture("fuzz-api.mjs", [String(seed), "4000"], ["--single-threaded"], 60_000);
+    expect(run.code, run.stderr).toBe(0);
+    const done = event(run, "done");
+    expect(done.bad).toEqual([]);
+    expect(done.calls).toBe(4000);
+    // Both kinds of refusal, and real successes, were reached.
+    const outcomes = done.byOutcome as Record<string, number>;
+    expect(outcomes.ERR_INVALID_ARG_TYPE).toBeGreaterThan(0);
+    expect(outcomes.ERR_OUT_OF_RANGE).toBeGreaterThan(0);
+    expect(outcomes.EBADF).toBeGreaterThan(0);
+    expect(outcomes.returned).toBeGreaterThan(0);
   });
 });

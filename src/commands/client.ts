@@ -14,6 +14,9 @@ parent prints the rest of the echo and both end.
 
 Options
   --buffer-size N               bytes per read of the socket (default 30)
+  --timeout S                   after our half-close, give up when the server
+                                sends nothing and does not close for S seconds
+                                (default 10; 0 waits for ever, as the C client)
   --close-instead-of-shutdown   negative control: the writer close()s its
                                 descriptor instead; the server never sees EOF
   -h, --help                    this text
@@ -26,6 +29,7 @@ Examples
 const options = {
   "buffer-size": { type: "string" },
   "close-instead-of-shutdown": { type: "boolean" },
+  timeout: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -40,6 +44,7 @@ export async function clientCommand(argv: string[]): Promise<void> {
   const [hostText, portText] = positionals(pos, ["ip", "port"], CLIENT_USAGE) as [string, string];
   const port = portArg(portText, 1, CLIENT_USAGE);
   const bufferSize = intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, CLIENT_USAGE);
+  const timeout = intOption("--timeout", values.timeout, 10, 0, 86_400, CLIENT_USAGE);
   // Names are resolved here, in the parent, before any fork (dns.lookup uses
   // the libuv thread pool, which a forked child does not have).
   const host = isIP(hostText) ? hostText : await resolve(hostText);
@@ -48,6 +53,7 @@ export async function clientCommand(argv: string[]): Promise<void> {
     port,
     bufferSize,
     closeInsteadOfShutdown: values["close-instead-of-shutdown"] ?? false,
+    idleTimeoutMs: timeout * 1000,
   });
   if (result.problem) warn(`realfork: ${result.problem}`);
   process.exitCode = result.status;

@@ -22,7 +22,7 @@ Exit 0 when the behaviour matches and every echo was exact; 1 otherwise, with
 the differences (speed is then not measured).
 
 Options
-  --rounds N           rounds of each measurement (default 5)
+  --rounds N           rounds of each measurement (default 7)
   --connections N      short: connections per round (default 2000)
   --concurrency N      short: at once (default 16)
   --size N             short: bytes sent on each (default 30)
@@ -70,7 +70,7 @@ export async function compareCommand(argv: string[]): Promise<void> {
   const int = (name: keyof typeof values, fallback: number, min: number, max: number) =>
     intOption(`--${name}`, values[name] as string | undefined, fallback, min, max, COMPARE_USAGE);
   const result = await runCompare({
-    rounds: int("rounds", 5, 1, 100),
+    rounds: int("rounds", 7, 1, 100),
     connections: int("connections", 2000, 1, 10_000_000),
     concurrency: int("concurrency", 16, 1, 4096),
     size: int("size", 30, 1, 64 << 20),

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { listeningPorts, snapshot } from "../../src/fdtable.js";
 import { cBin, cli } from "./paths.js";
@@ -88,4 +89,40 @@ export async function childrenGone(pid: number, timeoutMs = 10_000): Promise<voi
 
 export function count(text: string, needle: string): number {
   return text.split(needle).length - 1;
+}
+
+/** c/build/loadgen with these arguments; its JSON result. */
+export async function loadgen(args: string[], timeoutMs = 120_000): Promise<Record<string, unknown>> {
+  const p = spawnTracked(cBin("loadgen"), args, { stdin: "ignore" });
+  await p.exited(timeoutMs);
+  return JSON.parse(p.stdout()) as Record<string, unknown>;
+}
+
+/** CPU time (user + system) a process has used, in clock ticks (Linux). */
+export function cpuTicks(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** The pids of `pid`'s children, once there are `n` of them. */
+export async function childrenOf(pid: number, n: number, timeoutMs = 10_000): Promise<number[]> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const kids = snapshot(pid)
+      .processes.map((p) => p.pid)
+      .filter((p) => p !== pid);
+    if (kids.length === n) return kids.sort((a, b) => a - b);
+    if (Date.now() > until) throw new Error(`${pid} has ${kids.length} children, not ${n}`);
+    await sleep(20);
+  }
+}
+
+/** Connects, sends a line and resolves once it came back: a child is then serving it. */
+export async function openServed(port: number, line = "ping\n"): Promise<Socket> {
+  const s = await open(port);
+  s.on("error", () => {});
+  const echoed = new Promise((r) => s.once("data", r));
+  s.write(line);
+  await withTimeout(echoed, 10_000, `echo of ${JSON.stringify(line)} on port ${port}`);
+  return s;
 }
