@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -82,6 +83,10 @@ static void pick_source(int fd, long id)
 	src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(id % 250));
 	bind(fd, (struct sockaddr *)&src, sizeof(src)); /* on failure the kernel picks, as usual */
 }
+
+#ifndef SOCK_CLOEXEC
+#define SOCK_CLOEXEC 0 /* macOS: no exec happens here anyway */
+#endif
 
 static int open_conn(int *err, long id)
 {
@@ -334,6 +339,8 @@ int main(int argc, char *argv[])
 		fputs(usage, stderr);
 		return 2;
 	}
+	/* A server that goes away mid-run is an error to count, not a reason to die. */
+	signal(SIGPIPE, SIG_IGN);
 	arg_long(argv[3], 1, 65535);
 	if (resolve(argv[2], argv[3]) < 0) {
 		fprintf(stderr, "loadgen: '%s' is not a numeric address\n", argv[2]);

@@ -74,6 +74,12 @@ export interface ForkCost {
   child: (MemoryUse & { measured: number; privateKb: Record<string, number> | null }) | null;
 }
 
+/** CPU time per connection of a short run, in ms, split by who spent it (Linux). */
+export interface CpuPerConnection {
+  parent: number;
+  children: number;
+}
+
 export interface FloorResult {
   iterations: number;
   seconds: number;
@@ -276,6 +282,66 @@ export async function runStream(
     seconds: r.seconds as number,
     mibPerSec: r.mib_per_s as number,
   };
+}
+
+/** USER_HZ: /proc reports CPU times in these ticks, 100 a second on every Linux ABI. */
+const TICKS_PER_MS = 0.1;
+
+interface CpuSample {
+  parent: number;
+  /** Reaped children (cutime + cstime) and live ones (their own utime + stime), by pid. */
+  reaped: number;
+  live: Map<number, number>;
+}
+
+function statTimes(pid: number): number[] | null {
+  try {
+    // Fields after "pid (comm) ": state is [0], utime [11], stime [12], cutime [13], cstime [14].
+    const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
+    return [11, 12, 13, 14].map((i) => Number(fields[i]));
+  } catch {
+    return null;
+  }
+}
+
+function cpuSample(pid: number): CpuSample | null {
+  if (process.platform !== "linux") return null;
+  const own = statTimes(pid);
+  if (!own) return null;
+  const [ut = 0, st = 0, cut = 0, cst = 0] = own;
+  const live = new Map<number, number>();
+  for (const child of processTree(pid)) {
+    if (child === pid) continue;
+    const t = statTimes(child);
+    if (t) live.set(child, (t[0] ?? 0) + (t[1] ?? 0));
+  }
+  return { parent: ut + st, reaped: cut + cst, live };
+}
+
+/**
+ * Runs `work` (a load of `connections`) and returns the CPU it cost the
+ * server per connection: the parent's own, and its children's (reaped ones
+ * from cutime/cstime, workers that are still alive from their own times).
+ */
+export async function cpuPerConnection(
+  server: RunningServer,
+  connections: number,
+  work: () => Promise<void>,
+): Promise<CpuPerConnection | null> {
+  const pid = server.pid;
+  const before = pid === null ? null : cpuSample(pid);
+  await work();
+  if (pid === null || before === null) return null;
+  // Children of a fork-per-connection server are reaped a moment after their client left.
+  if (!server.spec.prefork) {
+    for (let i = 0; i < 150 && processTree(pid).length > 1; i++) await sleep(20);
+  }
+  const after = cpuSample(pid);
+  if (!after) return null;
+  let children = after.reaped - before.reaped;
+  for (const [child, t] of after.live) children += t - (before.live.get(child) ?? 0);
+  const msPerConnection = (ticks: number) => ticks / TICKS_PER_MS / connections;
+  return { parent: msPerConnection(after.parent - before.parent), children: msPerConnection(children) };
 }
 
 /** Resident, proportional and unique memory of a process, as the kernel counts them. */

@@ -4,6 +4,8 @@
 // machine's drift falls on both alike.
 import { connect, type Socket } from "node:net";
 import {
+  type CpuPerConnection,
+  cpuPerConnection,
   type ForkCost,
   forkFloor,
   forkLatencies,
@@ -215,6 +217,7 @@ export interface CompareResult {
 interface ShortRound {
   short: ShortResult;
   cost: ForkCost;
+  cpu: CpuPerConnection | null;
 }
 
 async function shortRound(spec: ServerSpec, o: CompareOptions): Promise<ShortRound> {
@@ -223,8 +226,11 @@ async function shortRound(spec: ServerSpec, o: CompareOptions): Promise<ShortRou
     await runShort(server, Math.min(200, o.connections), o.concurrency, o.size); // warm-up
     await forkLatencies(server); // drop the warm-up's samples
     const idle = server.pid === null ? null : (memoryOf(server.pid)?.rssKb ?? null);
-    const short = await runShort(server, o.connections, o.concurrency, o.size);
-    return { short, cost: await measureForkCost(server, idle) };
+    let short: ShortResult | undefined;
+    const cpu = await cpuPerConnection(server, o.connections, async () => {
+      short = await runShort(server, o.connections, o.concurrency, o.size);
+    });
+    return { short: short as ShortResult, cpu, cost: await measureForkCost(server, idle) };
   } finally {
     await server.stop();
   }

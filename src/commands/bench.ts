@@ -1,6 +1,8 @@
 import { cpus, type as osType, release } from "node:os";
 import { parseArgs } from "node:util";
 import {
+  type CpuPerConnection,
+  cpuPerConnection,
   type FloorResult,
   type ForkCost,
   forkFloor,
@@ -74,7 +76,7 @@ type Workload = (typeof WORKLOADS)[number];
 export interface BenchReport {
   machine: string;
   server: string;
-  short?: ShortResult & { forkCost: ForkCost };
+  short?: ShortResult & { forkCost: ForkCost; cpuMsPerConnection: CpuPerConnection | null };
   stream?: StreamResult & { bufferSize: number };
   fork?: FloorResult;
 }
@@ -145,8 +147,15 @@ export async function benchCommand(argv: string[]): Promise<void> {
         await runShort(server, Math.min(200, connections), concurrency, size); // warm-up
         await forkLatencies(server); // the warm-up's forks are not counted
         const idle = server.pid === null ? null : (memoryOf(server.pid)?.rssKb ?? null);
-        const short = await runShort(server, connections, concurrency, size);
-        report.short = { ...short, forkCost: await measureForkCost(server, idle) };
+        let short: ShortResult | undefined;
+        const cpu = await cpuPerConnection(server, connections, async () => {
+          short = await runShort(server, connections, concurrency, size);
+        });
+        report.short = {
+          ...(short as ShortResult),
+          cpuMsPerConnection: cpu,
+          forkCost: await measureForkCost(server, idle),
+        };
       } finally {
         await server.stop();
       }
@@ -185,7 +194,8 @@ export function benchProblems(r: BenchReport): string[] {
   return out;
 }
 
-const kb = (n: number | null | undefined) => (n === null || n === undefined ? "n/a" : `${(n / 1024).toFixed(1)} MB`);
+const kb = (n: number | null | undefined) =>
+  n === null || n === undefined ? "n/a" : n < 1024 ? `${n} kB` : `${(n / 1024).toFixed(1)} MB`;
 const us = (n: number) => (n >= 1000 ? `${(n / 1000).toFixed(2)} ms` : `${n.toFixed(0)} us`);
 
 export function renderBench(r: BenchReport): string {
@@ -196,12 +206,19 @@ export function renderBench(r: BenchReport): string {
       `short: ${s.connections} x ${s.size} B, ${s.concurrency} at a time`,
       `${s.connsPerSec.toFixed(0)} conn/s, latency p50 ${us(s.latencyUs.p50)} p99 ${us(s.latencyUs.p99)}, ${s.ok} echoes exact`,
     ]);
+    const cpu = s.cpuMsPerConnection;
+    rows.push([
+      "CPU per connection",
+      cpu ? `parent ${cpu.parent.toFixed(3)} ms, children ${cpu.children.toFixed(3)} ms` : "n/a (Linux /proc only)",
+    ]);
     const c = s.forkCost;
     rows.push([
       "fork() in the parent",
-      c.parentLatencyUs
-        ? `p50 ${us(c.parentLatencyUs.p50)}, p99 ${us(c.parentLatencyUs.p99)} (${c.parentLatencyUs.forks} forks)`
-        : "not reported by this server",
+      !c.parentLatencyUs
+        ? "not reported by this server"
+        : c.parentLatencyUs.forks === 0
+          ? "none during the load (the workers were forked at start)"
+          : `p50 ${us(c.parentLatencyUs.p50)}, p99 ${us(c.parentLatencyUs.p99)} (${c.parentLatencyUs.forks} forks)`,
     ]);
     rows.push([
       "parent RSS",
