@@ -203,7 +203,11 @@ export interface Figure {
   ts: number[];
   cMedian: number | null;
   tsMedian: number | null;
-  /** TS/C of the medians. */
+  /**
+   * TS/C: the median of the per-round ratios when each round measured both
+   * (the two ran back to back, so drift of the machine cancels), else the
+   * ratio of the medians.
+   */
   ratio: number | null;
 }
 
@@ -256,7 +260,12 @@ function figure(what: string, unit: string, higherIsBetter: boolean, c: number[]
     ts,
     cMedian,
     tsMedian,
-    ratio: cMedian && tsMedian !== null ? tsMedian / cMedian : null,
+    ratio:
+      c.length === ts.length && c.length > 0 && c.every((x) => x > 0)
+        ? median(ts.map((t, i) => t / (c[i] as number)))
+        : cMedian && tsMedian !== null
+          ? tsMedian / cMedian
+          : null,
   };
 }
 
@@ -353,6 +362,20 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       true,
       nums(c.stream.map((r) => r.mibPerSec)),
       nums(ts.stream.map((r) => r.mibPerSec)),
+    ),
+    figure(
+      "CPU per connection: the parent",
+      "ms",
+      false,
+      nums(c.short.map((r) => r.cpu?.parent)),
+      nums(ts.short.map((r) => r.cpu?.parent)),
+    ),
+    figure(
+      "CPU per connection: its children",
+      "ms",
+      false,
+      nums(c.short.map((r) => r.cpu?.children)),
+      nums(ts.short.map((r) => r.cpu?.children)),
     ),
     figure(
       "fork() in the parent, p50",

@@ -16,7 +16,9 @@ descriptors held by parent and child (read from the kernel), the echoed bytes,
 and what is left afterwards.
 
 Then speed, interleaved (C, TS, C, TS, ...) for --rounds rounds, with the same
-buffer sizes and workloads (see realfork bench): medians and the ratio TS/C.
+buffer sizes and workloads (see realfork bench): the medians, and TS/C as the
+median of each round's ratio (the two ran back to back, so the machine's
+drift cancels).
 
 Exit 0 when the behaviour matches and every echo was exact; 1 otherwise, with
 the differences (speed is then not measured).
