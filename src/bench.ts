@@ -203,9 +203,16 @@ export async function startServer(spec: ServerSpec): Promise<RunningServer> {
   throw new BenchError(`${label} did not listen within 5 s`);
 }
 
-function runLoadgen(args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
-  const path = requireProgram(cProgram("loadgen"));
-  return new Promise((resolve, reject) => {
+interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  out: string;
+  err: string;
+}
+
+/** Runs a program to its end (killed after timeoutMs) and collects what it printed. */
+function runProgram(path: string, args: string[], timeoutMs: number): Promise<Finished> {
+  return new Promise((resolve) => {
     const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     let err = "";
@@ -218,13 +225,18 @@ function runLoadgen(args: string[], timeoutMs: number): Promise<Record<string, u
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.on("close", (code, signal) => {
       clearTimeout(timer);
-      try {
-        resolve(JSON.parse(out) as Record<string, unknown>);
-      } catch {
-        reject(new BenchError(`loadgen ${args[0]} gave no result (${signal ?? `exit ${code}`}): ${err.trim()}`));
-      }
+      resolve({ code, signal, out, err });
     });
   });
+}
+
+async function runLoadgen(args: string[], timeoutMs: number): Promise<Record<string, unknown>> {
+  const r = await runProgram(requireProgram(cProgram("loadgen")), args, timeoutMs);
+  try {
+    return JSON.parse(r.out) as Record<string, unknown>;
+  } catch {
+    throw new BenchError(`loadgen ${args[0]} gave no result (${r.signal ?? `exit ${r.code}`}): ${r.err.trim()}`);
+  }
 }
 
 /** COUNT connections, CONCURRENCY at a time: connect, send SIZE bytes, read them back, close. */
@@ -472,6 +484,33 @@ export async function measureForkCost(server: RunningServer, idleRssKb: number |
   }
 }
 
+export interface ShortMeasurement {
+  short: ShortResult;
+  cpu: CpuPerConnection | null;
+  cost: ForkCost;
+}
+
+/**
+ * The short-connection measurement as bench and compare take it: a warm-up
+ * (its forks not counted), then the load with the CPU it cost, then what
+ * fork costs this server (latencies of that load, RSS, children's memory).
+ */
+export async function measureShort(
+  server: RunningServer,
+  connections: number,
+  concurrency: number,
+  size: number,
+): Promise<ShortMeasurement> {
+  await runShort(server, Math.min(200, connections), concurrency, size);
+  await forkLatencies(server);
+  const idle = server.pid === null ? null : (memoryOf(server.pid)?.rssKb ?? null);
+  let short: ShortResult | undefined;
+  const cpu = await cpuPerConnection(server, connections, async () => {
+    short = await runShort(server, connections, concurrency, size);
+  });
+  return { short: short as ShortResult, cpu, cost: await measureForkCost(server, idle) };
+}
+
 /**
  * The floor under a fork-per-connection server: fork(), the child calls
  * _exit(0) at once, the parent waits. For "ts" in a fresh realfork process
@@ -483,18 +522,7 @@ export async function forkFloor(kind: "ts" | "c", iterations: number): Promise<F
     kind === "c"
       ? [requireProgram(cProgram("forkloop")), [String(iterations)]]
       : [cliPath, ["bench", "--workload", "fork", "--forks", String(iterations), "--json"]];
-  const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-    const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      err += d;
-    });
-    child.on("close", (code) => resolve({ code, out, err }));
-  });
+  const r = await runProgram(path, args, 300_000);
   if (r.code !== 0) throw new BenchError(`the fork loop failed: ${r.err.trim() || `exit ${r.code}`}`);
   if (kind === "ts") return (JSON.parse(r.out) as { fork: FloorResult }).fork;
   const j = JSON.parse(r.out) as { iterations: number; seconds: number; per_s: number; fork_us: Percentiles };

@@ -4,18 +4,13 @@
 // machine's drift falls on both alike.
 import { connect, type Socket } from "node:net";
 import {
-  type CpuPerConnection,
-  cpuPerConnection,
-  type ForkCost,
   forkFloor,
-  forkLatencies,
-  measureForkCost,
+  measureShort,
   median,
-  memoryOf,
   type RunningServer,
-  runShort,
   runStream,
   type ServerSpec,
+  type ShortMeasurement,
   type ShortResult,
   type StreamResult,
   startServer,
@@ -218,23 +213,12 @@ export interface CompareResult {
   failures: string[];
 }
 
-interface ShortRound {
-  short: ShortResult;
-  cost: ForkCost;
-  cpu: CpuPerConnection | null;
-}
+type ShortRound = ShortMeasurement;
 
 async function shortRound(spec: ServerSpec, o: CompareOptions): Promise<ShortRound> {
   const server = await startServer(spec);
   try {
-    await runShort(server, Math.min(200, o.connections), o.concurrency, o.size); // warm-up
-    await forkLatencies(server); // drop the warm-up's samples
-    const idle = server.pid === null ? null : (memoryOf(server.pid)?.rssKb ?? null);
-    let short: ShortResult | undefined;
-    const cpu = await cpuPerConnection(server, o.connections, async () => {
-      short = await runShort(server, o.connections, o.concurrency, o.size);
-    });
-    return { short: short as ShortResult, cpu, cost: await measureForkCost(server, idle) };
+    return await measureShort(server, o.connections, o.concurrency, o.size);
   } finally {
     await server.stop();
   }
@@ -333,103 +317,41 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   }
 
   const nums = (xs: (number | null | undefined)[]) => xs.filter((x): x is number => typeof x === "number");
+  type Pick = (r: ShortRound) => number | null | undefined;
+  const fromShort = (what: string, unit: string, higher: boolean, pick: Pick, tsRounds = ts.short) =>
+    figure(what, unit, higher, nums(c.short.map(pick)), nums(tsRounds.map(pick)));
   const shortLabel = `short connections, ${o.size} B, ${o.concurrency} at a time, buffer ${o.bufferSize}`;
   const figures = [
-    figure(
-      shortLabel,
-      "conn/s",
-      true,
-      nums(c.short.map((r) => r.short.connsPerSec)),
-      nums(ts.short.map((r) => r.short.connsPerSec)),
-    ),
-    figure(
-      "  latency p50",
-      "us",
-      false,
-      nums(c.short.map((r) => r.short.latencyUs.p50)),
-      nums(ts.short.map((r) => r.short.latencyUs.p50)),
-    ),
-    figure(
-      "  latency p99",
-      "us",
-      false,
-      nums(c.short.map((r) => r.short.latencyUs.p99)),
-      nums(ts.short.map((r) => r.short.latencyUs.p99)),
-    ),
+    fromShort(shortLabel, "conn/s", true, (r) => r.short.connsPerSec),
+    fromShort("  latency p50", "us", false, (r) => r.short.latencyUs.p50),
+    fromShort("  latency p99", "us", false, (r) => r.short.latencyUs.p99),
     figure(
       `stream, buffer ${o.streamBuffer}`,
       "MiB/s",
       true,
-      nums(c.stream.map((r) => r.mibPerSec)),
-      nums(ts.stream.map((r) => r.mibPerSec)),
+      c.stream.map((r) => r.mibPerSec),
+      ts.stream.map((r) => r.mibPerSec),
     ),
-    figure(
-      "CPU per connection: the parent",
-      "ms",
-      false,
-      nums(c.short.map((r) => r.cpu?.parent)),
-      nums(ts.short.map((r) => r.cpu?.parent)),
-    ),
-    figure(
-      "CPU per connection: its children",
-      "ms",
-      false,
-      nums(c.short.map((r) => r.cpu?.children)),
-      nums(ts.short.map((r) => r.cpu?.children)),
-    ),
-    figure(
-      "fork() in the parent, p50",
-      "us",
-      false,
-      nums(c.short.map((r) => r.cost.parentLatencyUs?.p50)),
-      nums(ts.short.map((r) => r.cost.parentLatencyUs?.p50)),
-    ),
-    figure(
-      "fork() in the parent, p99",
-      "us",
-      false,
-      nums(c.short.map((r) => r.cost.parentLatencyUs?.p99)),
-      nums(ts.short.map((r) => r.cost.parentLatencyUs?.p99)),
-    ),
-    figure(
-      "parent RSS after the load",
-      "kB",
-      false,
-      nums(c.short.map((r) => r.cost.parentRss?.loadedKb)),
-      nums(ts.short.map((r) => r.cost.parentRss?.loadedKb)),
-    ),
-    figure(
-      "child private memory (USS)",
-      "kB",
-      false,
-      nums(c.short.map((r) => r.cost.child?.ussKb)),
-      nums(ts.short.map((r) => r.cost.child?.ussKb)),
-    ),
-    figure(
-      "child PSS",
-      "kB",
-      false,
-      nums(c.short.map((r) => r.cost.child?.pssKb)),
-      nums(ts.short.map((r) => r.cost.child?.pssKb)),
-    ),
+    fromShort("CPU per connection: the parent", "ms", false, (r) => r.cpu?.parent),
+    fromShort("CPU per connection: its children", "ms", false, (r) => r.cpu?.children),
+    fromShort("fork() in the parent, p50", "us", false, (r) => r.cost.parentLatencyUs?.p50),
+    fromShort("fork() in the parent, p99", "us", false, (r) => r.cost.parentLatencyUs?.p99),
+    fromShort("parent RSS after the load", "kB", false, (r) => r.cost.parentRss?.loadedKb),
+    fromShort("child private memory (USS)", "kB", false, (r) => r.cost.child?.ussKb),
+    fromShort("child PSS", "kB", false, (r) => r.cost.child?.pssKb),
   ];
   if (o.forks > 0) figures.push(figure("floor: fork+_exit+waitpid loop", "/s", true, cFloor, tsFloor));
   if (o.prefork > 0) {
+    const label = `--prefork ${o.prefork}`;
     figures.push(
-      figure(
-        `--prefork ${o.prefork}: ${shortLabel} (vs C fork-per-connection)`,
+      fromShort(
+        `${label}: ${shortLabel} (vs C fork-per-connection)`,
         "conn/s",
         true,
-        nums(c.short.map((r) => r.short.connsPerSec)),
-        nums(ts.prefork.map((r) => r.short.connsPerSec)),
+        (r) => r.short.connsPerSec,
+        ts.prefork,
       ),
-      figure(
-        `--prefork ${o.prefork}: worker private memory (USS)`,
-        "kB",
-        false,
-        nums(c.short.map((r) => r.cost.child?.ussKb)),
-        nums(ts.prefork.map((r) => r.cost.child?.ussKb)),
-      ),
+      fromShort(`${label}: worker private memory (USS)`, "kB", false, (r) => r.cost.child?.ussKb, ts.prefork),
     );
   }
   return { behaviour, behaviourMatches: behaviour.every((b) => b.same), figures, failures };

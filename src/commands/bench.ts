@@ -2,15 +2,11 @@ import { cpus, type as osType, release } from "node:os";
 import { parseArgs } from "node:util";
 import {
   type CpuPerConnection,
-  cpuPerConnection,
   type FloorResult,
   type ForkCost,
   forkFloor,
-  forkLatencies,
   forkLoop,
-  measureForkCost,
-  memoryOf,
-  runShort,
+  measureShort,
   runStream,
   type ServerSpec,
   type ShortResult,
@@ -144,18 +140,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
       stopping.push(server.stop);
       report.server = server.label;
       try {
-        await runShort(server, Math.min(200, connections), concurrency, size); // warm-up
-        await forkLatencies(server); // the warm-up's forks are not counted
-        const idle = server.pid === null ? null : (memoryOf(server.pid)?.rssKb ?? null);
-        let short: ShortResult | undefined;
-        const cpu = await cpuPerConnection(server, connections, async () => {
-          short = await runShort(server, connections, concurrency, size);
-        });
-        report.short = {
-          ...(short as ShortResult),
-          cpuMsPerConnection: cpu,
-          forkCost: await measureForkCost(server, idle),
-        };
+        const m = await measureShort(server, connections, concurrency, size);
+        report.short = { ...m.short, cpuMsPerConnection: m.cpu, forkCost: m.cost };
       } finally {
         await server.stop();
       }
