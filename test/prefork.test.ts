@@ -52,6 +52,28 @@ describe("realfork serve --prefork", () => {
     expect(await stop(server)).toEqual({ code: 0, signal: null });
   });
 
+  it("replaces a worker that dies at once ever more slowly, not in a fork storm", async () => {
+    const server = await startServe(["--prefork", "1", "--quiet"]);
+    // Each replacement is killed as soon as it appears: a crash loop.
+    const delays: number[] = [];
+    let [worker] = await workers(server.pid, 1);
+    for (let i = 0; i < 4; i++) {
+      const killedAt = Date.now();
+      process.kill(worker as number, "SIGKILL");
+      let next = worker;
+      while (next === worker) {
+        const procs = snapshot(server.pid).processes.filter((p) => p.pid !== server.pid);
+        next = procs.length === 1 ? procs[0]?.pid : worker;
+        await sleep(10);
+      }
+      delays.push(Date.now() - killedAt);
+      worker = next;
+    }
+    // The back-off doubles from one crash to the next (125 ms x 2^n).
+    expect(delays[3]).toBeGreaterThan((delays[0] as number) * 2);
+    expect(await stop(server)).toEqual({ code: 0, signal: null });
+  });
+
   it("answers SIGUSR2 with the fork() latencies of its workers", async () => {
     const server = await startServe(["--prefork", "3", "--quiet"]);
     await workers(server.pid, 3);
