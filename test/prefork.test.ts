@@ -74,6 +74,17 @@ describe("realfork serve --prefork", () => {
     expect(await stop(server)).toEqual({ code: 0, signal: null });
   });
 
+  it("--trace shows each worker adding a reference to the listening socket", async () => {
+    const server = await startServe(["--prefork", "2", "--trace"]);
+    const m = await server.proc.waitFor(
+      /fork\(\) -> worker \d+[^\n]*\(refs 2\)\n[^\n]*fork\(\) -> worker \d+[^\n]*\(refs 3\)/,
+      10_000,
+      "stderr",
+    );
+    expect(m[0]).toContain("which keeps the listening socket and accepts on it");
+    expect(await stop(server)).toEqual({ code: 0, signal: null });
+  });
+
   it("answers SIGUSR2 with the fork() latencies of its workers", async () => {
     const server = await startServe(["--prefork", "3", "--quiet"]);
     await workers(server.pid, 3);
