@@ -1,5 +1,8 @@
 #include <pthread.h>
 #include <signal.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -86,6 +89,19 @@ Napi::Value Exit(const Napi::CallbackInfo& info) {
   _exit(code);
 }
 
+// prctl(PR_SET_PDEATHSIG, sig): the signal this process gets when its parent
+// dies (Linux). macOS has no such call: -ENOSYS.
+Napi::Value ParentDeathSignal(const Napi::CallbackInfo& info) {
+  int sig;
+  if (!ArgInt(info, 0, &sig)) return {};
+#ifdef __linux__
+  int r = prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig));
+  return r < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), 0);
+#else
+  return Errno(info.Env(), ENOSYS);
+#endif
+}
+
 Napi::Value Getpid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getpid()); }
 Napi::Value Getppid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getppid()); }
 
@@ -108,6 +124,7 @@ void InitProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("fork", Napi::Function::New(env, Fork, "fork"));
   exports.Set("waitpid", Napi::Function::New(env, Waitpid, "waitpid"));
   exports.Set("_exit", Napi::Function::New(env, Exit, "_exit"));
+  exports.Set("parentDeathSignal", Napi::Function::New(env, ParentDeathSignal, "parentDeathSignal"));
   exports.Set("getpid", Napi::Function::New(env, Getpid, "getpid"));
   exports.Set("getppid", Napi::Function::New(env, Getppid, "getppid"));
   exports.Set("kill", Napi::Function::New(env, Kill, "kill"));

@@ -57,6 +57,8 @@ export interface NativeBinding {
   fork(): number;
   waitpid(pid: number, options: number): [number, number, number] | number;
   _exit(code: number): never;
+  /** prctl(PR_SET_PDEATHSIG) on Linux; -ENOSYS elsewhere. */
+  parentDeathSignal(signal: number): number;
   getpid(): number;
   getppid(): number;
   kill(pid: number, signal: number): number;

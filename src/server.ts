@@ -50,7 +50,7 @@ const EWOULDBLOCK = -os.errno.EWOULDBLOCK;
 const EMFILE_BACKOFF_MS = 100;
 /** A worker that ends sooner than this after its start counts as a crash. */
 const WORKER_MIN_LIFE_MS = 1000;
-/** Where forked fork() latencies are kept between two takeForkTimes(). */
+/** How many fork() latencies are kept between two takeForkTimes(). */
 const FORK_SAMPLES = 65536;
 
 const exhaustion = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
@@ -244,6 +244,7 @@ export class EchoServer {
   /** --prefork: one more worker; on failure, another try in a second. */
   #startWorker(): void {
     let pid: number;
+    const parent = native.getpid();
     const started = performance.now();
     try {
       pid = fork();
@@ -252,7 +253,7 @@ export class EchoServer {
       this.#scheduleRespawn(1000);
       return;
     }
-    if (pid === 0) this.#worker();
+    if (pid === 0) this.#worker(parent);
     this.#recordFork(started);
     this.reaper.track(pid);
     this.#workerStarted.set(pid, Date.now());
@@ -272,11 +273,15 @@ export class EchoServer {
    * its job) and serves one connection after another, each with the same
    * echo loop as a per-connection child.
    */
-  #worker(): never {
+  #worker(parent: number): never {
     const { bufferSize, quiet } = this.options;
     const say = (line: string) => this.#err(line);
     let status = 0;
     try {
+      // A worker keeps the port open: it must not outlive a parent that was
+      // killed (Linux; elsewhere SIGTERM to the parent still ends them all).
+      native.parentDeathSignal(os.signals.SIGTERM);
+      if (native.getppid() !== parent) return _exit(0);
       closeInherited([this.#listener]);
       const buf = Buffer.allocUnsafe(bufferSize);
       let loggedExhaustion = false;

@@ -1,7 +1,8 @@
+import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
 import { snapshot } from "../src/fdtable.js";
 import { cli } from "./helpers/paths.js";
-import { sleep, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { ps, sleep, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { echoMany, open, startServe, stop } from "./helpers/servers.js";
 
 useLeftoverCheck();
@@ -83,6 +84,21 @@ describe("realfork serve --prefork", () => {
     );
     expect(m[0]).toContain("which keeps the listening socket and accepts on it");
     expect(await stop(server)).toEqual({ code: 0, signal: null });
+  });
+
+  it.skipIf(process.platform !== "linux")("workers do not outlive a parent killed with SIGKILL", async () => {
+    const server = await startServe(["--prefork", "2", "--quiet"]);
+    const pids = await workers(server.pid, 2);
+    server.proc.child.kill("SIGKILL");
+    await server.proc.died();
+    for (let i = 0; i < 100 && ps().some((p) => pids.includes(p.pid)); i++) await sleep(20);
+    expect(ps().filter((p) => pids.includes(p.pid))).toEqual([]);
+    // And with them the last references to the listening socket: the port is closed.
+    const refused = await new Promise<string>((resolve) => {
+      const s = connect(server.port, "127.0.0.1", () => resolve("connected"));
+      s.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+    });
+    expect(refused).toBe("ECONNREFUSED");
   });
 
   it("answers SIGUSR2 with the fork() latencies of its workers", async () => {
