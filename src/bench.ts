@@ -4,6 +4,7 @@
 import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { listeningPorts, processTree } from "./fdtable.js";
 import { _exit, fork } from "./fork.js";
@@ -134,8 +135,6 @@ export function serverLabel(spec: ServerSpec): string {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Starts the server a spec names, on 127.0.0.1 and a port from the OS. */
 export async function startServer(spec: ServerSpec): Promise<RunningServer> {
   const label = serverLabel(spec);
@@ -237,6 +236,29 @@ async function runLoadgen(args: string[], timeoutMs: number): Promise<Record<str
   } catch {
     throw new BenchError(`loadgen ${args[0]} gave no result (${r.signal ?? `exit ${r.code}`}): ${r.err.trim()}`);
   }
+}
+
+/** Starts a server, runs `run` against it, and stops it whatever happens. */
+export async function withServer<T>(spec: ServerSpec, run: (server: RunningServer) => Promise<T>): Promise<T> {
+  const server = await startServer(spec);
+  try {
+    return await run(server);
+  } finally {
+    await server.stop();
+  }
+}
+
+/** What went wrong in a short-connection run (failed or differing echoes), or null. */
+export function shortProblem(r: ShortResult): string | null {
+  if (r.failed === 0 && r.mismatched === 0) return null;
+  return `${r.failed} of ${r.connections} short connections failed (first: ${r.firstError ?? "?"}), ${r.mismatched} echoes differed`;
+}
+
+/** What went wrong in a stream run (bytes missing or wrong), or null. */
+export function streamProblem(r: StreamResult): string | null {
+  if (r.received === r.bytes && r.mismatchedAt === null && !r.firstError) return null;
+  const wrong = r.mismatchedAt !== null ? `, the first wrong one at ${r.mismatchedAt}` : "";
+  return `the stream returned ${r.received} of ${r.bytes} bytes${wrong}${r.firstError ? ` (${r.firstError})` : ""}`;
 }
 
 /** COUNT connections, CONCURRENCY at a time: connect, send SIZE bytes, read them back, close. */

@@ -3,6 +3,7 @@
 // how fast, interleaved round by round (C, TS, C, TS, ...) so that the
 // machine's drift falls on both alike.
 import { connect, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   forkFloor,
   measureShort,
@@ -13,7 +14,9 @@ import {
   type ShortMeasurement,
   type ShortResult,
   type StreamResult,
-  startServer,
+  shortProblem,
+  streamProblem,
+  withServer,
 } from "./bench.js";
 import { processTree, snapshot } from "./fdtable.js";
 
@@ -41,8 +44,6 @@ export interface BehaviourCheck {
   ts: string;
   same: boolean;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(test: () => boolean, timeoutMs: number): Promise<boolean> {
   for (const end = Date.now() + timeoutMs; Date.now() < end; await sleep(20)) if (test()) return true;
@@ -84,16 +85,16 @@ function rolesOf(server: RunningServer) {
       .map((d) => d.state ?? "?")
       .sort();
   const children = snap.processes.map((e) => e.pid).filter((p) => p !== pid);
-  const holders = (state: string) =>
+  const holders = (listening: boolean) =>
     snap.sockets
-      .filter((s) => (state === "LISTEN" ? s.state === "LISTEN" : s.state !== "LISTEN"))
+      .filter((s) => (s.state === "LISTEN") === listening)
       .flatMap((s) => s.holders.map((h) => role(h.pid)))
       .sort();
   return {
     parent: tcp(pid),
     child: children.flatMap(tcp).sort(),
-    listener: holders("LISTEN"),
-    connection: holders("ESTABLISHED"),
+    listener: holders(true),
+    connection: holders(false),
     children: children.length,
   };
 }
@@ -103,9 +104,8 @@ function rolesOf(server: RunningServer) {
  * (who holds what), a second one echoing every byte value and half-closing,
  * then the first one closing; the messages it printed on the way.
  */
-export async function observe(spec: ServerSpec): Promise<Observation> {
-  const server = await startServer({ ...spec, verbose: true });
-  try {
+export function observe(spec: ServerSpec): Promise<Observation> {
+  return withServer({ ...spec, verbose: true }, async (server) => {
     const pid = server.pid as number;
     const held = await open(server);
     held.write("hello\n");
@@ -141,9 +141,7 @@ export async function observe(spec: ServerSpec): Promise<Observation> {
       childrenAfter: after.children,
       parentHoldsAfter: after.parent,
     };
-  } finally {
-    await server.stop();
-  }
+  });
 }
 
 const show = (v: unknown): string => (Array.isArray(v) ? (v.length > 0 ? v.join(", ") : "none") : String(v));
@@ -161,15 +159,10 @@ export function compareBehaviour(c: Observation, ts: Observation): BehaviourChec
     ["parent holds afterwards", "parentHoldsAfter"],
   ];
   return rows.map(([what, key]) => {
-    const a = key === "messages" ? `${c.messages.length} lines` : show(c[key]);
-    const b = key === "messages" ? `${ts.messages.length} lines` : show(ts[key]);
     const same = JSON.stringify(c[key]) === JSON.stringify(ts[key]);
-    return {
-      what,
-      c: same || key !== "messages" ? a : show(c.messages),
-      ts: same || key !== "messages" ? b : show(ts.messages),
-      same,
-    };
+    // The messages are summed up as a line count, and shown in full where they differ.
+    const text = (o: Observation) => (key === "messages" && same ? `${o.messages.length} lines` : show(o[key]));
+    return { what, c: text(c), ts: text(ts), same };
   });
 }
 
@@ -215,23 +208,11 @@ export interface CompareResult {
 
 type ShortRound = ShortMeasurement;
 
-async function shortRound(spec: ServerSpec, o: CompareOptions): Promise<ShortRound> {
-  const server = await startServer(spec);
-  try {
-    return await measureShort(server, o.connections, o.concurrency, o.size);
-  } finally {
-    await server.stop();
-  }
-}
+const shortRound = (spec: ServerSpec, o: CompareOptions): Promise<ShortRound> =>
+  withServer(spec, (server) => measureShort(server, o.connections, o.concurrency, o.size));
 
-async function streamRound(spec: ServerSpec, o: CompareOptions): Promise<StreamResult> {
-  const server = await startServer(spec);
-  try {
-    return await runStream(server, o.streamBytes, o.streamBuffer);
-  } finally {
-    await server.stop();
-  }
-}
+const streamRound = (spec: ServerSpec, o: CompareOptions): Promise<StreamResult> =>
+  withServer(spec, (server) => runStream(server, o.streamBytes, o.streamBuffer));
 
 function figure(what: string, unit: string, higherIsBetter: boolean, c: number[], ts: number[]): Figure {
   const cMedian = c.length > 0 ? median(c) : null;
@@ -272,14 +253,12 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   const cSpec: ServerSpec = { kind: "c", bufferSize: o.bufferSize };
   const tsSpec: ServerSpec = { kind: "ts", bufferSize: o.bufferSize, extra: o.extra };
   const checkShort = (who: string, r: ShortResult) => {
-    if (r.failed > 0 || r.mismatched > 0)
-      failures.push(`${who}: ${r.failed} connections failed (${r.firstError ?? "?"}), ${r.mismatched} echoes differed`);
+    const problem = shortProblem(r);
+    if (problem) failures.push(`${who}: ${problem}`);
   };
   const checkStream = (who: string, r: StreamResult) => {
-    if (r.received !== r.bytes || r.mismatchedAt !== null || r.firstError)
-      failures.push(
-        `${who}: stream got ${r.received} of ${r.bytes} bytes${r.mismatchedAt !== null ? `, first wrong byte at ${r.mismatchedAt}` : ""}${r.firstError ? ` (${r.firstError})` : ""}`,
-      );
+    const problem = streamProblem(r);
+    if (problem) failures.push(`${who}: ${problem}`);
   };
   for (let round = 1; round <= o.rounds; round++) {
     const tag = `round ${round}/${o.rounds}`;

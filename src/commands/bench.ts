@@ -7,11 +7,14 @@ import {
   forkFloor,
   forkLoop,
   measureShort,
+  type RunningServer,
   runStream,
   type ServerSpec,
   type ShortResult,
   type StreamResult,
-  startServer,
+  shortProblem,
+  streamProblem,
+  withServer,
 } from "../bench.js";
 import { table } from "../fdview.js";
 import { warn } from "../output.js";
@@ -111,7 +114,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
     if (!(WORKLOADS as readonly string[]).includes(w))
       throw new UsageError(`--workload takes short, stream and fork, not '${w}'`, BENCH_USAGE);
   }
-  if (workloads.includes("fork") && (spec.kind === "external" || spec.kind === "c-book"))
+  const wants = (w: Workload) => workloads.includes(w);
+  if (wants("fork") && (spec.kind === "external" || spec.kind === "c-book"))
     throw new UsageError("--workload fork needs --server ts or c", BENCH_USAGE);
   const connections = int("connections", 2000, 1, 10_000_000);
   const concurrency = int("concurrency", 16, 1, 4096);
@@ -131,30 +135,27 @@ export async function benchCommand(argv: string[]): Promise<void> {
   process.once("SIGTERM", onSignal);
   try {
     // The fork floor first, while this process is as small as a fresh server.
-    if ((workloads as Workload[]).includes("fork")) {
+    if (wants("fork")) {
       report.server = spec.kind === "c" ? "C (c/build/forkloop)" : "realfork (this process)";
       report.fork = spec.kind === "c" ? await forkFloor("c", forks) : forkLoop(forks);
     }
-    if ((workloads as Workload[]).includes("short")) {
-      const server = await startServer({ ...spec, bufferSize });
+    const started = (server: RunningServer) => {
       stopping.push(server.stop);
       report.server = server.label;
-      try {
-        const m = await measureShort(server, connections, concurrency, size);
-        report.short = { ...m.short, cpuMsPerConnection: m.cpu, forkCost: m.cost };
-      } finally {
-        await server.stop();
-      }
+    };
+    if (wants("short")) {
+      const m = await withServer({ ...spec, bufferSize }, (server) => {
+        started(server);
+        return measureShort(server, connections, concurrency, size);
+      });
+      report.short = { ...m.short, cpuMsPerConnection: m.cpu, forkCost: m.cost };
     }
-    if ((workloads as Workload[]).includes("stream")) {
-      const server = await startServer({ ...spec, bufferSize: streamBuffer });
-      stopping.push(server.stop);
-      report.server = server.label;
-      try {
-        report.stream = { ...(await runStream(server, streamBytes, streamBuffer)), bufferSize: streamBuffer };
-      } finally {
-        await server.stop();
-      }
+    if (wants("stream")) {
+      const r = await withServer({ ...spec, bufferSize: streamBuffer }, (server) => {
+        started(server);
+        return runStream(server, streamBytes, streamBuffer);
+      });
+      report.stream = { ...r, bufferSize: streamBuffer };
     }
   } finally {
     process.off("SIGINT", onSignal);
@@ -168,16 +169,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
 
 /** What went wrong in a run: failed or wrong echoes. */
 export function benchProblems(r: BenchReport): string[] {
-  const out: string[] = [];
-  if (r.short && (r.short.failed > 0 || r.short.mismatched > 0))
-    out.push(
-      `${r.short.failed} of ${r.short.connections} short connections failed (first: ${r.short.firstError ?? "?"}), ${r.short.mismatched} echoes differed`,
-    );
-  if (r.stream && (r.stream.received !== r.stream.bytes || r.stream.mismatchedAt !== null || r.stream.firstError))
-    out.push(
-      `the stream returned ${r.stream.received} of ${r.stream.bytes} bytes${r.stream.mismatchedAt !== null ? `, the first wrong one at ${r.stream.mismatchedAt}` : ""}${r.stream.firstError ? ` (${r.stream.firstError})` : ""}`,
-    );
-  return out;
+  const problems = [r.short ? shortProblem(r.short) : null, r.stream ? streamProblem(r.stream) : null];
+  return problems.filter((p): p is string => p !== null);
 }
 
 const kb = (n: number | null | undefined) =>
