@@ -43,7 +43,7 @@ export type ServerStep =
   | { step: "child-closed-listener"; listener: number }
   | { step: "child-closed"; conn: number }
   | { step: "reaped"; child: number; status: posix.WaitStatus }
-  | { step: "worker-started"; child: number };
+  | { step: "worker-started"; child: number; listener: number };
 
 const EAGAIN = -os.errno.EAGAIN;
 const EWOULDBLOCK = -os.errno.EWOULDBLOCK;
@@ -257,7 +257,7 @@ export class EchoServer {
     this.#recordFork(started);
     this.reaper.track(pid);
     this.#workerStarted.set(pid, Date.now());
-    this.options.onStep?.({ step: "worker-started", child: pid });
+    this.options.onStep?.({ step: "worker-started", child: pid, listener: this.#listener });
   }
 
   #scheduleRespawn(delayMs: number): void {

@@ -39,7 +39,6 @@ export class Tracer {
   readonly #out: (line: string) => void;
   #root = 0;
   #listenerInode: number | null = null;
-  #listener = -1;
   readonly #connInode = new Map<number, number | null>();
   readonly #childInode = new Map<number, number | null>();
 
@@ -55,7 +54,6 @@ export class Tracer {
     switch (step.step) {
       case "listening":
         this.#root = native.getpid();
-        this.#listener = step.listener;
         fd = step.listener;
         inode = this.#listenerInode = socketInode(step.listener);
         break;
@@ -80,7 +78,7 @@ export class Tracer {
         inode = this.#connInode.get(step.conn) ?? null;
         break;
       case "worker-started":
-        fd = this.#listener;
+        fd = step.listener;
         inode = this.#listenerInode;
         child = step.child;
         break;
