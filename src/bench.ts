@@ -328,7 +328,8 @@ interface CpuSample {
   live: Map<number, number>;
 }
 
-function statTimes(pid: number): number[] | null {
+/** utime, stime, cutime, cstime of a process in ticks (Linux /proc), or null when it is gone. */
+export function statTimes(pid: number): number[] | null {
   try {
     // Fields after "pid (comm) ": state is [0], utime [11], stime [12], cutime [13], cstime [14].
     const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");

@@ -77,6 +77,11 @@ export function runClient(options: ClientOptions): ClientResult {
   return { status: 0 };
 }
 
+/** The writer's word on the control pair: "h" when it half-closed; EOF when it ended without saying so. */
+function writerSaidHalfClosed(ctl: number): boolean {
+  return native.read(ctl, Buffer.alloc(1), 0, 1) === 1;
+}
+
 interface ReadResult {
   error?: SyscallError;
   timedOut?: boolean;
@@ -103,8 +108,7 @@ function readRoutine(sock: number, ctl: number, bufferSize: number, idleTimeoutM
       wait,
     );
     if (ctlReady !== 0) {
-      // "h": the writer half-closed. EOF: it ended without saying so.
-      writerDone = native.read(ctl, Buffer.alloc(1), 0, 1) === 1;
+      writerDone = writerSaidHalfClosed(ctl);
       ctlOpen = false;
       if (writerDone && idleTimeoutMs > 0) deadline = performance.now() + idleTimeoutMs;
     }
@@ -115,7 +119,7 @@ function readRoutine(sock: number, ctl: number, bufferSize: number, idleTimeoutM
         // The writer may have half-closed just before the server's EOF came.
         if (ctlOpen) {
           const [late = 0] = posix.poll([{ fd: ctl, events: POLLIN }], 0);
-          writerDone = (late & POLLIN) !== 0 && native.read(ctl, Buffer.alloc(1), 0, 1) === 1;
+          writerDone = (late & POLLIN) !== 0 && writerSaidHalfClosed(ctl);
         }
         return { writerDone };
       }

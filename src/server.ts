@@ -187,9 +187,8 @@ export class EchoServer {
     if (!quiet) this.#out("new client connected...");
     onStep?.({ step: "accepted", conn, peer: formatAddress(accepted.address, accepted.port) });
     let pid: number;
-    const started = performance.now();
     try {
-      pid = fork();
+      pid = this.#fork();
     } catch (err) {
       // As the C does: drop this connection, keep serving.
       posix.close(conn);
@@ -198,7 +197,6 @@ export class EchoServer {
       return;
     }
     if (pid === 0) this.#child(conn);
-    this.#recordFork(started);
     this.reaper.track(pid);
     onStep?.({ step: "forked", conn, child: pid });
     if (!this.options.leakParent) {
@@ -230,8 +228,13 @@ export class EchoServer {
     return _exit(status);
   }
 
-  #recordFork(started: number): void {
-    if (this.#forkTimes.length < FORK_SAMPLES) this.#forkTimes.push(Math.round((performance.now() - started) * 1000));
+  /** fork(), with its latency in the parent kept for takeForkTimes(). */
+  #fork(): number {
+    const started = performance.now();
+    const pid = fork();
+    if (pid !== 0 && this.#forkTimes.length < FORK_SAMPLES)
+      this.#forkTimes.push(Math.round((performance.now() - started) * 1000));
+    return pid;
   }
 
   /** fork() latencies seen by the parent since the last call, in microseconds. */
@@ -245,16 +248,14 @@ export class EchoServer {
   #startWorker(): void {
     let pid: number;
     const parent = native.getpid();
-    const started = performance.now();
     try {
-      pid = fork();
+      pid = this.#fork();
     } catch (err) {
       this.#err(`realfork: ${err instanceof SyscallError ? err.summary : String(err)}; starting a worker again in 1 s`);
       this.#scheduleRespawn(1000);
       return;
     }
     if (pid === 0) this.#worker(parent);
-    this.#recordFork(started);
     this.reaper.track(pid);
     this.#workerStarted.set(pid, Date.now());
     this.options.onStep?.({ step: "worker-started", child: pid, listener: this.#listener });

@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { statTimes } from "../../src/bench.js";
 import { listeningPorts, snapshot } from "../../src/fdtable.js";
 import { cBin, cli } from "./paths.js";
 import { sleep, spawnTracked, type Tracked, withTimeout } from "./processes.js";
@@ -100,8 +100,8 @@ export async function loadgen(args: string[], timeoutMs = 120_000): Promise<Reco
 
 /** CPU time (user + system) a process has used, in clock ticks (Linux). */
 export function cpuTicks(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return Number(fields[11]) + Number(fields[12]);
+  const [user = Number.NaN, system = Number.NaN] = statTimes(pid) ?? [];
+  return user + system;
 }
 
 /** The pids of `pid`'s children, once there are `n` of them. */
