@@ -135,6 +135,19 @@ export function serverLabel(spec: ServerSpec): string {
   }
 }
 
+/** Everything a child prints (on the streams that are piped), as it comes. */
+function gather(child: ChildProcess): { out: () => string; err: () => string } {
+  let out = "";
+  let err = "";
+  child.stdout?.setEncoding("utf8").on("data", (d: string) => {
+    out += d;
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    err += d;
+  });
+  return { out: () => out, err: () => err };
+}
+
 /** Starts the server a spec names, on 127.0.0.1 and a port from the OS. */
 export async function startServer(spec: ServerSpec): Promise<RunningServer> {
   const label = serverLabel(spec);
@@ -164,14 +177,7 @@ export async function startServer(spec: ServerSpec): Promise<RunningServer> {
   } else {
     child = spawn(requireProgram(cProgram("echo_mpserv")), ["0"], options);
   }
-  let out = "";
-  let err = "";
-  child.stdout?.setEncoding("utf8").on("data", (d: string) => {
-    out += d;
-  });
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    err += d;
-  });
+  const { out, err } = gather(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let gone = false;
   void exited.then(() => {
@@ -193,9 +199,9 @@ export async function startServer(spec: ServerSpec): Promise<RunningServer> {
     clearTimeout(timer);
   };
   for (let i = 0; i < 250; i++) {
-    if (gone) throw new BenchError(`${label} ended at start: ${err.trim() || "no message"}`);
+    if (gone) throw new BenchError(`${label} ended at start: ${err().trim() || "no message"}`);
     const [port] = listeningPorts(pid);
-    if (port) return { spec, label, host: "127.0.0.1", port, pid, stdout: () => out, stderr: () => err, stop };
+    if (port) return { spec, label, host: "127.0.0.1", port, pid, stdout: out, stderr: err, stop };
     await sleep(20);
   }
   await stop();
@@ -213,18 +219,11 @@ interface Finished {
 function runProgram(path: string, args: string[], timeoutMs: number): Promise<Finished> {
   return new Promise((resolve) => {
     const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-    });
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      err += d;
-    });
+    const { out, err } = gather(child);
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.on("close", (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, out, err });
+      resolve({ code, signal, out: out(), err: err() });
     });
   });
 }
