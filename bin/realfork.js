@@ -5,6 +5,6 @@
 // parent, and kept, are not compiled again in every child; node's code on
 // large pages is copied with the page tables instead of faulted in by each
 // child.
-import { main } from "../dist/cli.js";
+import { main } from "../dist/cli/main.js";
 
 main(process.argv.slice(2));

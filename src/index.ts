@@ -1,6 +1,6 @@
-export { closeInherited, openDescriptors } from "./descriptors.js";
-export { InvalidArgTypeError, OutOfRangeError, SyscallError } from "./errors.js";
-export { _exit, CHILD_ESCAPED_STATUS, ForkSafetyError, fork, isForkedChild, v8SingleThreaded } from "./fork.js";
-export { writeAll } from "./output.js";
-export * from "./posix.js";
-export { Reaper } from "./reaper.js";
+export { closeInherited, openDescriptors } from "./lib/descriptors.js";
+export { InvalidArgTypeError, OutOfRangeError, SyscallError } from "./lib/errors.js";
+export { _exit, CHILD_ESCAPED_STATUS, ForkSafetyError, fork, isForkedChild, v8SingleThreaded } from "./lib/fork.js";
+export { writeAll } from "./lib/output.js";
+export * from "./lib/posix.js";
+export { Reaper } from "./lib/reaper.js";

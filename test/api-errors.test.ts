@@ -4,7 +4,7 @@ import { closeSync, openSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import * as rf from "../src/index.js";
-import { native } from "../src/native.js";
+import { native } from "../src/lib/native.js";
 import { event, runFixture } from "./helpers/fixtures.js";
 import { useLeftoverCheck } from "./helpers/processes.js";
 

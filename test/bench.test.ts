@@ -1,7 +1,7 @@
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
-import type { BenchReport } from "../src/commands/bench.js";
-import type { CompareResult } from "../src/compare.js";
+import type { CompareResult } from "../src/bench/compare.js";
+import type { BenchReport } from "../src/cli/commands/bench.js";
 import { cli } from "./helpers/paths.js";
 import { spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { startServe, stop } from "./helpers/servers.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { FdSnapshot } from "../src/fdtable.js";
+import type { FdSnapshot } from "../src/inspect/fdtable.js";
 import { cli } from "./helpers/paths.js";
 import { spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 

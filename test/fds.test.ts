@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import type { FdSnapshot } from "../src/fdtable.js";
+import type { FdSnapshot } from "../src/inspect/fdtable.js";
 import { cli } from "./helpers/paths.js";
 import { sleep, spawnCliAsUser, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { childrenGone, open, startC, startServe, stop } from "./helpers/servers.js";

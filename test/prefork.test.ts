@@ -1,6 +1,6 @@
 import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
-import { snapshot } from "../src/fdtable.js";
+import { snapshot } from "../src/inspect/fdtable.js";
 import { cli } from "./helpers/paths.js";
 import { ps, sleep, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { echoMany, open, startServe, stop } from "./helpers/servers.js";

@@ -5,8 +5,8 @@
 import { spawnSync } from "node:child_process";
 import { createServer, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
-import { memoryOf } from "../src/bench.js";
-import { snapshot } from "../src/fdtable.js";
+import { memoryOf } from "../src/bench/bench.js";
+import { snapshot } from "../src/inspect/fdtable.js";
 import { event, runFixture } from "./helpers/fixtures.js";
 import { cli } from "./helpers/paths.js";
 import { ps, sleep, spawnCliAsUser, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
-import { snapshot } from "../src/fdtable.js";
+import { snapshot } from "../src/inspect/fdtable.js";
 import { cli } from "./helpers/paths.js";
 import { ps, sleep, spawnCliAsUser, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { childrenGone, count, echo, echoMany, open, startServe, stop } from "./helpers/servers.js";

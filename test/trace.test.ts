@@ -1,6 +1,6 @@
 import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
-import type { TraceEvent } from "../src/trace.js";
+import type { TraceEvent } from "../src/inspect/trace.js";
 import { cli } from "./helpers/paths.js";
 import { sleep, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { childrenGone, echo, open, startServe, stop } from "./helpers/servers.js";

@@ -1,6 +1,6 @@
 import { connect, type Socket } from "node:net";
-import { statTimes } from "../../src/bench.js";
-import { listeningPorts, snapshot } from "../../src/fdtable.js";
+import { statTimes } from "../../src/bench/bench.js";
+import { listeningPorts, snapshot } from "../../src/inspect/fdtable.js";
 import { cBin, cli } from "./paths.js";
 import { sleep, spawnTracked, type Tracked, withTimeout } from "./processes.js";
 

@@ -6,11 +6,11 @@ import { existsSync, readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { listeningPorts, processTree } from "./fdtable.js";
-import { _exit, fork } from "./fork.js";
-import { waitpid } from "./posix.js";
+import { listeningPorts, processTree } from "../inspect/fdtable.js";
+import { _exit, fork } from "../lib/fork.js";
+import { waitpid } from "../lib/posix.js";
 
-const packageRoot = fileURLToPath(new URL("../", import.meta.url));
+const packageRoot = fileURLToPath(new URL("../../", import.meta.url));
 export const cliPath = `${packageRoot}bin/realfork.js`;
 export const cProgram = (name: string): string => `${packageRoot}c/build/${name}`;
 

@@ -2,8 +2,8 @@
 // tree from ps. libproc does not say which descriptors share an open file
 // description.
 import { execFileSync } from "node:child_process";
-import { SyscallError } from "../errors.js";
-import { native } from "../native.js";
+import { SyscallError } from "../../lib/errors.js";
+import { native } from "../../lib/native.js";
 import type { Descriptor, DescriptorType, ProcessEntry } from "./types.js";
 
 export function parentMap(): Map<number, { ppid: number; command: string }> {

@@ -15,9 +15,9 @@ import {
   shortProblem,
   streamProblem,
   withServer,
-} from "../bench.js";
-import { table } from "../fdview.js";
-import { warn } from "../output.js";
+} from "../../bench/bench.js";
+import { table } from "../../inspect/fdview.js";
+import { warn } from "../../lib/output.js";
 import { intOption, parse, positionals, UsageError } from "./usage.js";
 
 export const BENCH_USAGE = `Usage: realfork bench [options]

@@ -42,6 +42,10 @@ export type ServerStep =
   | { step: "parent-closed"; conn: number; child: number }
   | { step: "child-closed-listener"; listener: number }
   | { step: "child-closed"; conn: number }
+  /** In the child, right after fork(), before it closes anything. */
+  | { step: "child-forked"; conn: number; listener: number }
+  /** In the child, just before _exit(status). */
+  | { step: "child-exiting"; conn: number; status: number }
   | { step: "reaped"; child: number; status: posix.WaitStatus }
   | { step: "worker-started"; child: number; listener: number };
 
@@ -210,6 +214,7 @@ export class EchoServer {
     const { bufferSize, quiet, leakChild, onStep } = this.options;
     let status = 0;
     try {
+      onStep?.({ step: "child-forked", conn, listener: this.#listener });
       if (!leakChild) {
         posix.close(this.#listener);
         onStep?.({ step: "child-closed-listener", listener: this.#listener });
@@ -225,6 +230,7 @@ export class EchoServer {
       this.#err(`realfork: child ${posix.getpid()}: ${err instanceof SyscallError ? err.summary : String(err)}`);
       status = 1;
     }
+    onStep?.({ step: "child-exiting", conn, status });
     return _exit(status);
   }
 

@@ -2,11 +2,11 @@
 // sockets that step touched, read from the descriptor tables (not from the
 // server's own bookkeeping).
 import { readlinkSync } from "node:fs";
+import { native } from "../lib/native.js";
+import { writeAll } from "../lib/output.js";
+import type { ServerStep } from "../lib/server.js";
 import { type Holder, snapshot } from "./fdtable.js";
 import { holderText } from "./fdview.js";
-import { native } from "./native.js";
-import { writeAll } from "./output.js";
-import type { ServerStep } from "./server.js";
 
 export interface TraceEvent {
   event: ServerStep["step"];
@@ -87,6 +87,10 @@ export class Tracer {
         inode = this.#childInode.get(step.child) ?? null;
         this.#childInode.delete(step.child);
         break;
+      case "child-forked":
+      case "child-exiting":
+        // Stepping points (serve --step); the trace shows what they lead to.
+        return;
     }
     this.#emit(step, fd, inode, child);
   };
@@ -124,6 +128,8 @@ const ACTIONS: Record<ServerStep["step"], (e: TraceEvent) => string> = {
   "child-closed-listener": (e) => `close(${e.fd}) of the listening socket`,
   "child-closed": (e) => `close(${e.fd}) of the connected socket`,
   reaped: (e) => `waitpid() reaped child ${e.child}`,
+  "child-forked": (e) => `fork() returned 0: the child holds copies of the listener and fd ${e.fd}`,
+  "child-exiting": () => "_exit()",
   "worker-started": (e) => `fork() -> worker ${e.child}, which keeps the listening socket and accepts on it`,
 };
 

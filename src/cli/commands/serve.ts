@@ -1,8 +1,8 @@
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
-import { warn } from "../output.js";
-import { EchoServer, formatAddress } from "../server.js";
-import { Tracer } from "../trace.js";
+import { Tracer } from "../../inspect/trace.js";
+import { warn } from "../../lib/output.js";
+import { EchoServer, formatAddress } from "../../lib/server.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const SERVE_USAGE = `Usage: realfork serve <port> [options]

@@ -1,3 +1,5 @@
+import { SyscallError } from "../lib/errors.js";
+import { warn } from "../lib/output.js";
 import { benchCommand } from "./commands/bench.js";
 import { clientCommand } from "./commands/client.js";
 import { compareCommand } from "./commands/compare.js";
@@ -5,8 +7,6 @@ import { demoCommand } from "./commands/demo.js";
 import { fdsCommand } from "./commands/fds.js";
 import { serveCommand } from "./commands/serve.js";
 import { UsageError } from "./commands/usage.js";
-import { SyscallError } from "./errors.js";
-import { warn } from "./output.js";
 
 export const HELP = `realfork: real fork() for Node.js, with the descriptors made visible
 

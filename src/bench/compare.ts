@@ -4,6 +4,7 @@
 // machine's drift falls on both alike.
 import { connect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { processTree, snapshot } from "../inspect/fdtable.js";
 import {
   forkFloor,
   measureShort,
@@ -18,7 +19,6 @@ import {
   streamProblem,
   withServer,
 } from "./bench.js";
-import { processTree, snapshot } from "./fdtable.js";
 
 export interface Observation {
   /** stdout lines, with pids replaced by <pid>. */

@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { listenerOwner, snapshot } from "../fdtable.js";
-import { renderSnapshot } from "../fdview.js";
-import { writeAll } from "../output.js";
+import { listenerOwner, snapshot } from "../../inspect/fdtable.js";
+import { renderSnapshot } from "../../inspect/fdview.js";
+import { writeAll } from "../../lib/output.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const FDS_USAGE = `Usage: realfork fds <pid> [options]

@@ -1,8 +1,8 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
-import { runClient } from "../client.js";
-import { warn } from "../output.js";
+import { runClient } from "../../lib/client.js";
+import { warn } from "../../lib/output.js";
 import { intOption, parse, portArg, positionals } from "./usage.js";
 
 export const CLIENT_USAGE = `Usage: realfork client <ip> <port> [options]

@@ -1,7 +1,7 @@
 // Linux: descriptor tables from /proc, TCP endpoints from /proc/PID/net/tcp
 // and tcp6, and kcmp(KCMP_FILE) for shared open file descriptions.
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { native } from "../native.js";
+import { native } from "../../lib/native.js";
 import type { Descriptor, DescriptorType, Holder, ProcessEntry } from "./types.js";
 
 const TCP_STATES: Record<string, string> = {

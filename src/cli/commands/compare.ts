@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
-import { type CompareResult, type Figure, runCompare } from "../compare.js";
-import { table } from "../fdview.js";
-import { warn } from "../output.js";
+import { type CompareResult, type Figure, runCompare } from "../../bench/compare.js";
+import { table } from "../../inspect/fdview.js";
+import { warn } from "../../lib/output.js";
 import { machineLine } from "./bench.js";
 import { intOption, parse, positionals } from "./usage.js";
 

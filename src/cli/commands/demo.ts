@@ -3,10 +3,10 @@ import { once } from "node:events";
 import { connect, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type SocketEntry, snapshot } from "../fdtable.js";
-import { holderText, renderSnapshot } from "../fdview.js";
-import { writeAll } from "../output.js";
-import type { TraceEvent } from "../trace.js";
+import { type SocketEntry, snapshot } from "../../inspect/fdtable.js";
+import { holderText, renderSnapshot } from "../../inspect/fdview.js";
+import type { TraceEvent } from "../../inspect/trace.js";
+import { writeAll } from "../../lib/output.js";
 import { parse, positionals } from "./usage.js";
 
 export const DEMO_USAGE = `Usage: realfork demo [options]
@@ -38,6 +38,9 @@ const NARRATION: Record<TraceEvent["event"], string> = {
   "child-closed":
     "The client half-closed; the child read EOF and closes the connected socket. That was the last reference: the kernel closes the socket and sends FIN.",
   reaped: "The parent reaps the child with waitpid(): no zombie is left.",
+  "child-forked":
+    "fork() returned 0 in the child: it holds a copy of every descriptor the parent had, the listener and the connection.",
+  "child-exiting": "The child is done and calls _exit().",
   "worker-started":
     "fork() made a worker (serve --prefork): it keeps its copy of the listening socket, one more reference, and accepts on it.",
 };
@@ -91,7 +94,7 @@ interface ServeProcess {
 }
 
 async function startServer(extra: string[]): Promise<ServeProcess> {
-  const bin = fileURLToPath(new URL("../../bin/realfork.js", import.meta.url));
+  const bin = fileURLToPath(new URL("../../../bin/realfork.js", import.meta.url));
   const child = spawn(
     process.execPath,
     ["--single-threaded", bin, "serve", "0", "--host", "127.0.0.1", "--trace", "--json", ...extra],

@@ -105,7 +105,7 @@ export interface NativeBinding {
 }
 
 const require = createRequire(import.meta.url);
-const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..");
+const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const bindings = require("bindings") as (opts: { bindings: string; module_root: string }) => unknown;
 
 export const native = bindings({ bindings: "realfork", module_root: packageRoot }) as NativeBinding;
