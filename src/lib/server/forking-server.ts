@@ -302,7 +302,9 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
     this.#onStep?.({ step: "reaped", child: status.pid, status });
     const reaper = this.#reaper;
     if (this.#closing) {
-      if (reaper?.live === 0) this.#finish();
+      // One SIGCHLD may reap several children, each with its own event: the
+      // end comes after the last of them.
+      if (reaper?.live === 0) queueMicrotask(() => this.#finish());
       return;
     }
     if (worker) {
