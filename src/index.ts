@@ -5,6 +5,7 @@ export { _exit, CHILD_ESCAPED_STATUS, ForkSafetyError, fork, isForkedChild, v8Si
 export { writeAll } from "./lib/output.js";
 export * from "./lib/posix.js";
 export { Reaper, type ReaperEvents } from "./lib/reaper.js";
+export { ensureNodeFlags, missingNodeFlags, ReexecError } from "./lib/reexec.js";
 export { formatAddress } from "./lib/server/connection.js";
 export { ForkingServer } from "./lib/server/forking-server.js";
 export type {

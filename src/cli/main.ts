@@ -1,3 +1,5 @@
+import { realpathSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { SyscallError } from "../lib/errors.js";
 import { warn } from "../lib/output.js";
 import { benchCommand } from "./commands/bench.js";
@@ -7,6 +9,7 @@ import { demoCommand } from "./commands/demo.js";
 import { fdsCommand } from "./commands/fds.js";
 import { serveCommand } from "./commands/serve.js";
 import { UsageError } from "./commands/usage.js";
+import { ensureCliFlags } from "./node-flags.js";
 
 export const HELP = `realfork: real fork() for Node.js, with the descriptors made visible
 
@@ -83,3 +86,19 @@ function hint(err: SyscallError): string {
   if (err.syscall === "connect" && err.code === "ECONNREFUSED") return " (is the server running on that port?)";
   return "";
 }
+
+/**
+ * The command line's entry (bin/realfork.js, or `node dist/cli/main.js`):
+ * node restarted with the CLI's flags when they are missing (same pid), or
+ * exit 2 with a line saying why it cannot be.
+ */
+export async function run(argv: string[]): Promise<void> {
+  if (!ensureCliFlags()) {
+    process.exitCode = 2;
+    return;
+  }
+  await main(argv);
+}
+
+const entry = process.argv[1];
+if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) await run(process.argv.slice(2));

@@ -27,8 +27,9 @@ export class ForkSafetyError extends Error {
   readonly code = "ERR_REALFORK_V8_THREADS";
   constructor() {
     super(
-      "fork() needs V8 without background threads: start node with --single-threaded " +
-        "(a forked child has only the calling thread; V8's first parallel GC in it would hang)",
+      "fork() needs V8 without background threads: start node with --single-threaded, " +
+        'or call ensureNodeFlags() from "realfork" first thing in your script (it restarts the script ' +
+        "with the flag, same pid). A forked child has only the calling thread; V8's first parallel GC in it would hang.",
     );
     this.name = "ForkSafetyError";
   }

@@ -58,6 +58,10 @@ export interface NativeBinding {
   fork(): number;
   waitpid(pid: number, options: number): [number, number, number] | number;
   _exit(code: number): never;
+  /** execve(2): returns only on failure, with -errno. */
+  execve(path: string, argv: string[], env: string[]): number;
+  /** Sets or clears FD_CLOEXEC; the previous setting (1 or 0), or -errno. */
+  cloexec(fd: number, on: boolean): number;
   /** prctl(PR_SET_PDEATHSIG) on Linux; -ENOSYS elsewhere. */
   parentDeathSignal(signal: number): number;
   getpid(): number;

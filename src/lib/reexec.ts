@@ -1,0 +1,75 @@
+// Restarting the running script under node with the flags fork() needs, in
+// the same process (execve keeps the pid, so whoever started it, a shell, a
+// supervisor or a test, still waits for the right process).
+import { SyscallError } from "./errors.js";
+import { native } from "./native.js";
+
+/** Set in the environment across the re-exec: a second attempt means node refused the flags. */
+const MARKER = "REALFORK_REEXEC";
+
+/** Why the script cannot be restarted with the flags. */
+export class ReexecError extends Error {
+  readonly code = "ERR_REALFORK_REEXEC";
+  constructor(
+    message: string,
+    /** The flags that were missing. */
+    readonly flags: readonly string[],
+  ) {
+    super(message);
+    this.name = "ReexecError";
+  }
+}
+
+/** "--single_threaded=x" -> "--single-threaded": how node compares its flags. */
+const flagName = (flag: string): string => (flag.split("=")[0] ?? flag).replace(/_/g, "-");
+
+/** The flags of `flags` that this node process was not started with (by name: a value given by the user wins). */
+export function missingNodeFlags(flags: readonly string[]): string[] {
+  const have = new Set(process.execArgv.map(flagName));
+  return flags.filter((f) => !have.has(flagName(f)));
+}
+
+/**
+ * Makes sure node runs with `flags` (default: `--single-threaded`, which
+ * fork() requires): when one is missing, re-executes this script with them
+ * added, in the same process (execve: same pid, same arguments, same
+ * environment, same stdio), and never returns. Returns at once when all are
+ * there. Call it first thing in your entry script:
+ *
+ * ```ts
+ * import { ensureNodeFlags } from "realfork";
+ * ensureNodeFlags();
+ * ```
+ *
+ * Node's own flags of this run (process.execArgv) are kept. Throws
+ * ReexecError when there is no script to restart (node -e, the REPL), when
+ * the restarted node still lacks the flags, or when execve fails.
+ */
+export function ensureNodeFlags(flags: readonly string[] = ["--single-threaded"]): void {
+  const missing = missingNodeFlags(flags);
+  const retried = process.env[MARKER] !== undefined;
+  // Not passed on to the programs this one starts: each checks for itself.
+  delete process.env[MARKER];
+  if (missing.length === 0) return;
+  const wanted = missing.join(" ");
+  if (retried)
+    throw new ReexecError(
+      `node was restarted with ${wanted} but does not have ${missing.length > 1 ? "them" : "it"}`,
+      missing,
+    );
+  const script = process.argv[1];
+  if (!script)
+    throw new ReexecError(
+      `no script to restart with ${wanted} (node -e or the REPL): start node with ${wanted}`,
+      missing,
+    );
+  const argv = [process.execPath, ...process.execArgv, ...missing, script, ...process.argv.slice(2)];
+  const env = Object.entries({ ...process.env, [MARKER]: "1" }).map(([k, v]) => `${k}=${v ?? ""}`);
+  // Node marks stdin, stdout and stderr close-on-exec: without this the
+  // restarted node would find them closed and put /dev/null in their place.
+  const stdio = [0, 1, 2].map((fd) => native.cloexec(fd, false));
+  const errno = native.execve(process.execPath, argv, env);
+  for (const [fd, was] of stdio.entries()) if (was === 1) native.cloexec(fd, true);
+  const err = new SyscallError(errno, "execve");
+  throw new ReexecError(`cannot restart node with ${wanted}: ${err.summary}`, missing);
+}
