@@ -11,6 +11,7 @@ void InitProcess(Napi::Env env, Napi::Object exports);
 void InitFdTable(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
 void InitExec(Napi::Env env, Napi::Object exports);
+void InitSignals(Napi::Env env, Napi::Object exports);
 
 // Prepares the address space so that the child of fork() gets all of it
 // (Linux: undo V8's MADV_DONTFORK). Defined per OS.

@@ -4,14 +4,16 @@
 import { describe, expect, it } from "vitest";
 import { cli } from "./helpers/paths.js";
 import { spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { startServe, stop } from "./helpers/servers.js";
 
 useLeftoverCheck();
 
 const ROUNDS = 20;
 
 /** Starts the CLI and sends SIGTERM at the first byte it writes (stdout or stderr). */
-async function termAtFirstByte(args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+async function termAtFirstByte(args: string[], input?: string) {
   const p = spawnTracked(cli, args);
+  if (input !== undefined) p.child.stdin?.write(input);
   let sent = false;
   const first = () => {
     if (sent) return;
@@ -20,7 +22,7 @@ async function termAtFirstByte(args: string[]): Promise<{ code: number | null; s
   };
   p.child.stdout?.once("data", first);
   p.child.stderr?.once("data", first);
-  return p.exited();
+  return { ...(await p.exited()), stderr: p.stderr() };
 }
 
 describe("SIGTERM at the first byte of output", () => {
@@ -30,6 +32,17 @@ describe("SIGTERM at the first byte of output", () => {
     [["serve", "0", "--host", "127.0.0.1", "--prefork", "3", "--quiet"]],
   ])(`%j: exit 0 and nothing left, ${ROUNDS} times`, async (args) => {
     for (let i = 0; i < ROUNDS; i++)
-      expect(await termAtFirstByte(args), `round ${i}`).toEqual({ code: 0, signal: null });
+      expect(await termAtFirstByte(args), `round ${i}`).toMatchObject({ code: 0, signal: null });
+  });
+
+  it(`client, with stdin still open: ends its writer and exits 0, ${ROUNDS} times`, async () => {
+    const server = await startServe(["--quiet"]);
+    for (let i = 0; i < ROUNDS; i++) {
+      // The first byte is the echo of this line; stdin stays open, so the
+      // writer is still reading it when SIGTERM comes.
+      const run = await termAtFirstByte(["client", "127.0.0.1", String(server.port)], `round ${i}\n`);
+      expect(run, `round ${i}`).toEqual({ code: 0, signal: null, stderr: "realfork client: SIGTERM: stopped\n" });
+    }
+    expect(await stop(server)).toEqual({ code: 0, signal: null });
   });
 });

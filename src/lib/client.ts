@@ -20,6 +20,13 @@ export interface ClientOptions {
    * close) before the client gives up, in ms; 0 waits for ever, as C does.
    */
   idleTimeoutMs?: number;
+  /**
+   * A descriptor that, when readable, ends the session early: one byte, a
+   * signal number, as `realfork client`'s signal pipe writes on SIGTERM or
+   * SIGINT (the parent waits in a synchronous poll(), where no JavaScript
+   * signal handler can run). The writer is then ended and reaped.
+   */
+  stopFd?: number;
 }
 
 export interface ClientResult {
@@ -27,6 +34,8 @@ export interface ClientResult {
   status: number;
   /** Why it did not, for the user. */
   problem?: string;
+  /** The signal read on `stopFd` that ended the session (status 0). */
+  stoppedBy?: NodeJS.Signals;
 }
 
 const EAGAIN = -os.errno.EAGAIN;
@@ -57,7 +66,7 @@ export function runClient(options: ClientOptions): ClientResult {
     writeRoutine(sock, ctlChild, options);
   }
   posix.close(ctlChild);
-  const read = readRoutine(sock, ctlParent, options.bufferSize, options.idleTimeoutMs ?? 0);
+  const read = readRoutine(sock, ctlParent, options.bufferSize, options.idleTimeoutMs ?? 0, options.stopFd);
   posix.close(sock);
   posix.close(ctlParent);
   // The C parent never waits, and its child is left behind when the server
@@ -65,6 +74,7 @@ export function runClient(options: ClientOptions): ClientResult {
   // stdin, and reaps it either way.
   if (!read.writerDone) posix.kill(pid, "SIGTERM");
   const writer = posix.waitpid(pid);
+  if (read.stopped !== undefined) return { status: 0, stoppedBy: posix.signalName(read.stopped) ?? "SIGTERM" };
   if (read.error) return { status: 1, problem: read.error.summary };
   if (read.timedOut) {
     const s = (options.idleTimeoutMs ?? 0) / 1000;
@@ -87,6 +97,8 @@ interface ReadResult {
   timedOut?: boolean;
   /** The writer said it half-closed (on the control pair). */
   writerDone: boolean;
+  /** The signal number read on the stop descriptor. */
+  stopped?: number;
 }
 
 /**
@@ -94,7 +106,13 @@ interface ReadResult {
  * the control pair, so that it knows when the writer has half-closed: from
  * then on the server has `idleTimeoutMs` to send more or close.
  */
-function readRoutine(sock: number, ctl: number, bufferSize: number, idleTimeoutMs: number): ReadResult {
+function readRoutine(
+  sock: number,
+  ctl: number,
+  bufferSize: number,
+  idleTimeoutMs: number,
+  stopFd: number | undefined,
+): ReadResult {
   const buf = Buffer.allocUnsafe(bufferSize);
   const { POLLIN } = native.constants;
   let writerDone = false;
@@ -103,10 +121,16 @@ function readRoutine(sock: number, ctl: number, bufferSize: number, idleTimeoutM
   for (;;) {
     const wait = deadline === Number.POSITIVE_INFINITY ? -1 : Math.max(0, Math.ceil(deadline - performance.now()));
     const watched = ctlOpen ? [sock, ctl] : [sock];
-    const [sockReady = 0, ctlReady = 0] = posix.poll(
-      watched.map((fd) => ({ fd, events: POLLIN })),
+    const revents = posix.poll(
+      [...watched, ...(stopFd === undefined ? [] : [stopFd])].map((fd) => ({ fd, events: POLLIN })),
       wait,
     );
+    const [sockReady = 0, ctlReady = 0] = revents;
+    if (stopFd !== undefined && (revents[watched.length] ?? 0) !== 0) {
+      const signal = Buffer.alloc(1);
+      native.read(stopFd, signal, 0, 1);
+      return { writerDone, stopped: signal[0] ?? 0 };
+    }
     if (ctlReady !== 0) {
       writerDone = writerSaidHalfClosed(ctl);
       ctlOpen = false;

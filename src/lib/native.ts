@@ -60,6 +60,8 @@ export interface NativeBinding {
   _exit(code: number): never;
   /** execve(2): returns only on failure, with -errno. */
   execve(path: string, argv: string[], env: string[]): number;
+  /** A pipe readable when one of these signals arrives (one byte: its number); the read end, or -errno. */
+  signalPipe(signals: number[]): number;
   /** Sets or clears FD_CLOEXEC; the previous setting (1 or 0), or -errno. */
   cloexec(fd: number, on: boolean): number;
   /** prctl(PR_SET_PDEATHSIG) on Linux; -ENOSYS elsewhere. */

@@ -1,7 +1,10 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
+import { constants as os } from "node:os";
 import { parseArgs } from "node:util";
 import { runClient } from "../../lib/client.js";
+import { check } from "../../lib/errors.js";
+import { native } from "../../lib/native.js";
 import { warn } from "../../lib/output.js";
 import { intOption, parse, portArg, positionals } from "./usage.js";
 
@@ -48,13 +51,20 @@ export async function clientCommand(argv: string[]): Promise<void> {
   // Names are resolved here, in the parent, before any fork (dns.lookup uses
   // the libuv thread pool, which a forked child does not have).
   const host = isIP(hostText) ? hostText : await resolve(hostText);
+  // SIGTERM or SIGINT end the session cleanly (writer ended and reaped, exit
+  // 0) from the first byte on: the reader waits in a synchronous poll(),
+  // where a JavaScript handler could not run, so the signal comes as a byte
+  // on a pipe that it polls too.
+  const stopFd = check(native.signalPipe([os.signals.SIGTERM, os.signals.SIGINT]), "signalPipe");
   const result = runClient({
     host,
     port,
     bufferSize,
     closeInsteadOfShutdown: values["close-instead-of-shutdown"] ?? false,
     idleTimeoutMs: timeout * 1000,
+    stopFd,
   });
+  if (result.stoppedBy) warn(`realfork client: ${result.stoppedBy}: stopped`);
   if (result.problem) warn(`realfork: ${result.problem}`);
   process.exitCode = result.status;
 }
