@@ -42,7 +42,15 @@ const EAGAIN = -os.errno.EAGAIN;
 const PREFIX = Buffer.from("Message from server: ");
 const QUIT = [Buffer.from("q\n"), Buffer.from("Q\n")];
 
-/** connect(), fork(), and each process to its routine; the parent returns. */
+/**
+ * The fork-split echo client of echo_mpclient.c, on which `realfork client`
+ * is built: connect(), fork(); the forked child sends stdin line by line (a
+ * line `q` or `Q`, or the end of input, half-closes with shutdown(SHUT_WR))
+ * and `_exit`s; the parent prints what the server sends (prefixed "Message
+ * from server: ") until EOF, then reaps the writer and returns. Synchronous;
+ * node must run with --single-threaded. Throws SyscallError when the
+ * connection cannot be made.
+ */
 export function runClient(options: ClientOptions): ClientResult {
   const { host, port } = options;
   const sock = posix.socket(

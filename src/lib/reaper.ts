@@ -20,19 +20,23 @@ export class Reaper extends EventEmitter<ReaperEvents> {
     this.reap();
   };
 
+  /** Starts listening for SIGCHLD; `dispose()` stops. */
   constructor() {
     super();
     process.on("SIGCHLD", this.#onSignal);
   }
 
+  /** Waits for this pid from now on (one you forked). */
   track(pid: number): void {
     this.#pids.add(pid);
   }
 
+  /** How many tracked children have not been reaped yet. */
   get live(): number {
     return this.#pids.size;
   }
 
+  /** The tracked children not reaped yet. */
   get pids(): number[] {
     return [...this.#pids];
   }

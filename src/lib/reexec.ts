@@ -1,7 +1,7 @@
 // Restarting the running script under node with the flags fork() needs, in
 // the same process (execve keeps the pid, so whoever started it, a shell, a
 // supervisor or a test, still waits for the right process).
-import { SyscallError } from "./errors.js";
+import { InvalidArgTypeError, SyscallError } from "./errors.js";
 import { native } from "./native.js";
 
 /** Set in the environment across the re-exec: a second attempt means node refused the flags. */
@@ -25,6 +25,8 @@ const flagName = (flag: string): string => (flag.split("=")[0] ?? flag).replace(
 
 /** The flags of `flags` that this node process was not started with (by name: a value given by the user wins). */
 export function missingNodeFlags(flags: readonly string[]): string[] {
+  if (!Array.isArray(flags) || !flags.every((f) => typeof f === "string" && f.startsWith("-")))
+    throw new InvalidArgTypeError("flags", "an array of node flags like '--single-threaded'", flags);
   const have = new Set(process.execArgv.map(flagName));
   return flags.filter((f) => !have.has(flagName(f)));
 }

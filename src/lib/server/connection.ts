@@ -5,10 +5,13 @@ import { SyscallError } from "../errors.js";
 import { native } from "../native.js";
 import type { Accepted } from "../posix.js";
 import * as posix from "../posix.js";
+import * as v from "../validate.js";
 import type { Connection, ConnectionHandler } from "./types.js";
 
 /** "127.0.0.1:5555", or "[::1]:5555" for IPv6. */
 export function formatAddress(address: string, port: number): string {
+  v.string("address", address);
+  v.port(port);
   return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
