@@ -105,6 +105,7 @@ describe("ForkingServer arguments", () => {
     [{ prefork: -1 }, RangeError, /"options.prefork" is out of range/],
     [{ maxChildren: 0 }, RangeError, /"options.maxChildren" is out of range/],
     [{ backlog: "5" }, TypeError, /"options.backlog" argument must be of type number/],
+    [null, TypeError, /"options" argument must be an object/],
   ])("%j is refused before any socket exists", async (options, type, message) => {
     const { ForkingServer } = await import("../src/index.js");
     expect(() => new ForkingServer(options as never, () => {})).toThrow(type);

@@ -2,7 +2,7 @@
 // must not block: a parent waiting in accept() or read() would not run its
 // SIGCHLD and SIGTERM handlers until a connection or data came.
 import { constants as os } from "node:os";
-import { SyscallError } from "./errors.js";
+import { InvalidArgTypeError, SyscallError } from "./errors.js";
 import { native } from "./native.js";
 import * as v from "./validate.js";
 
@@ -49,7 +49,7 @@ export class FdWatcher {
 
   constructor(fd: number, callback: WatchCallback) {
     this.fd = v.fd(fd);
-    if (typeof callback !== "function") throw new TypeError("FdWatcher(fd, callback) needs a function");
+    if (typeof callback !== "function") throw new InvalidArgTypeError("callback", "a function", callback);
     this.#handle = new native.FdWatcher(this.fd, (status, events) =>
       callback(
         { readable: (events & READABLE) !== 0, writable: (events & WRITABLE) !== 0 },

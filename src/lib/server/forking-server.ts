@@ -5,7 +5,7 @@ import { EventEmitter } from "node:events";
 import { isIP } from "node:net";
 import { constants as os } from "node:os";
 import { closeInherited } from "../descriptors.js";
-import { SyscallError } from "../errors.js";
+import { InvalidArgTypeError, SyscallError } from "../errors.js";
 import { _exit, fork } from "../fork.js";
 import { native } from "../native.js";
 import { warn } from "../output.js";
@@ -31,7 +31,7 @@ const FORK_SAMPLES = 65536;
 type Resolved = Required<Omit<ForkingServerOptions, "onStep">> & Pick<ForkingServerOptions, "onStep">;
 
 function resolveOptions(options: ForkingServerOptions): Resolved {
-  if (options === null || typeof options !== "object") throw new TypeError("ForkingServer options must be an object");
+  if (options === null || typeof options !== "object") throw new InvalidArgTypeError("options", "an object", options);
   const host = v.string("options.host", options.host ?? "0.0.0.0");
   if (isIP(host) === 0) {
     const err = new TypeError(`The "options.host" argument must be a numeric IPv4 or IPv6 address. Received '${host}'`);
@@ -98,7 +98,7 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
   constructor(options: ForkingServerOptions, handler: ConnectionHandler) {
     super();
     const { onStep, ...rest } = resolveOptions(options);
-    if (typeof handler !== "function") throw new TypeError("ForkingServer(options, handler) needs a handler function");
+    if (typeof handler !== "function") throw new InvalidArgTypeError("handler", "a function", handler);
     this.options = Object.freeze(rest);
     this.#onStep = onStep;
     this.#handler = handler;
