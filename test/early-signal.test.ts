@@ -3,7 +3,7 @@
 // nothing left behind, every time.
 import { describe, expect, it } from "vitest";
 import { cli } from "./helpers/paths.js";
-import { spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { spawnTracked, useLeftoverCheck, withTimeout } from "./helpers/processes.js";
 import { startServe, stop } from "./helpers/servers.js";
 
 useLeftoverCheck();
@@ -14,14 +14,20 @@ const ROUNDS = 20;
 async function termAtFirstByte(args: string[], input?: string) {
   const p = spawnTracked(cli, args);
   if (input !== undefined) p.child.stdin?.write(input);
-  let sent = false;
-  const first = () => {
-    if (sent) return;
-    sent = true;
-    p.child.kill("SIGTERM");
-  };
-  p.child.stdout?.once("data", first);
-  p.child.stderr?.once("data", first);
+  const firstByte = new Promise<void>((resolve) => {
+    let sent = false;
+    const first = () => {
+      if (sent) return;
+      sent = true;
+      p.child.kill("SIGTERM");
+      resolve();
+    };
+    p.child.stdout?.once("data", first);
+    p.child.stderr?.once("data", first);
+  });
+  // Starting (node twice, with the restart) is not what is timed here: a
+  // loaded machine may take seconds for it. The stop is.
+  await withTimeout(firstByte, 30_000, `first byte of realfork ${args.join(" ")}`);
   return { ...(await p.exited()), stderr: p.stderr() };
 }
 
