@@ -98,6 +98,24 @@ describe("ForkingServer", () => {
   });
 });
 
+describe("ForkingServer, a listen() that throws", () => {
+  it("an onStep that throws while workers start: listen() throws, the workers are killed and reaped, nothing holds the process", async () => {
+    const proc = spawnTracked(process.execPath, [
+      "--single-threaded",
+      fixture("forking-server.mjs"),
+      "step-throws",
+      "3",
+    ]);
+    // The error is caught (as realfork serve's main does): nothing may keep
+    // the process alive after it.
+    expect(await proc.exited()).toEqual({ code: 1, signal: null });
+    // The two workers forked by then were killed by close() and reaped.
+    expect(proc.stdout()).toMatch(
+      /listen threw: onStep failed on purpose\n(child-exit \d+ worker signaled SIGKILL\n){2}closed\n$/,
+    );
+  });
+});
+
 describe("ForkingServer arguments", () => {
   it.each([
     [{ port: 70000 }, RangeError, /"options.port" is out of range/],

@@ -126,7 +126,7 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
    */
   listen(): ServerAddress {
     if (this.#listener >= 0 || this.#closing) throw new Error("ForkingServer.listen(): already listening or closed");
-    const { host, port, backlog, prefork } = this.options;
+    const { host, port, backlog } = this.options;
     const fd = posix.socket(
       isIP(host) === 6 ? native.constants.AF_INET6 : native.constants.AF_INET,
       native.constants.SOCK_STREAM,
@@ -140,6 +140,20 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
       throw err;
     }
     this.#listener = fd;
+    try {
+      return this.#start(fd);
+    } catch (err) {
+      // A throwing onStep or 'listening' listener: nothing is left half
+      // started (a listener, a keep-alive timer, workers) to hold the
+      // process and the port for ever.
+      void this.close("SIGKILL");
+      throw err;
+    }
+  }
+
+  /** After listen(2): the reaper, then the workers or the watched accept loop. */
+  #start(fd: number): ServerAddress {
+    const { prefork } = this.options;
     const bound = posix.getsockname(fd);
     this.#bound = { address: bound.address, port: bound.port };
     this.#reaper = new Reaper();
