@@ -52,3 +52,12 @@ describe("SIGTERM at the first byte of output", () => {
     expect(await stop(server)).toEqual({ code: 0, signal: null });
   });
 });
+
+describe("stderr closed before the first line", () => {
+  it("serve --prefork --trace cannot write its trace: exit 1, no worker and no port left behind", async () => {
+    const p = spawnTracked(cli, ["serve", "0", "--host", "127.0.0.1", "--prefork", "2", "--trace"]);
+    p.child.stderr?.destroy();
+    p.child.stdout?.destroy();
+    expect(await p.died()).toEqual({ code: 1, signal: null });
+  });
+});
