@@ -7,14 +7,16 @@
         "native/sockets.cc",
         "native/io.cc",
         "native/process.cc",
-        "native/watcher.cc"
+        "native/watcher.cc",
+        "native/memory.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["native/linux/mappings.cc", "native/linux/fdtable.cc"]
+          "sources": ["native/linux/mappings.cc", "native/linux/fdtable.cc"],
+          "ldflags": ["-Wl,-z,now"]
         }],
         ["OS=='mac'", {
           "sources": ["native/darwin/mappings.cc", "native/darwin/fdtable.cc"],
