@@ -10,6 +10,7 @@ void InitIo(Napi::Env env, Napi::Object exports);
 void InitProcess(Napi::Env env, Napi::Object exports);
 void InitFdTable(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
+void InitMemory(Napi::Env env, Napi::Object exports);
 
 // Prepares the address space so that the child of fork() gets all of it
 // (Linux: undo V8's MADV_DONTFORK). Defined per OS.

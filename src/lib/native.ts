@@ -59,6 +59,8 @@ export interface NativeBinding {
   _exit(code: number): never;
   /** prctl(PR_SET_PDEATHSIG) on Linux; -ENOSYS elsewhere. */
   parentDeathSignal(signal: number): number;
+  /** malloc_trim(0) with glibc: 1 if memory was released, else 0; -ENOSYS elsewhere. */
+  mallocTrim(): number;
   getpid(): number;
   getppid(): number;
   kill(pid: number, signal: number): number;

@@ -5,7 +5,7 @@ import { isIP } from "node:net";
 import { constants as os } from "node:os";
 import { closeInherited } from "./descriptors.js";
 import { SyscallError } from "./errors.js";
-import { _exit, fork } from "./fork.js";
+import { _exit, fork, trimBeforeForking } from "./fork.js";
 import { native } from "./native.js";
 import { writeAll } from "./output.js";
 import * as posix from "./posix.js";
@@ -117,6 +117,7 @@ export class EchoServer {
     // --max-children or during shutdown: without this the loop could end
     // (and the process with it) while children are still to be reaped.
     this.#keepAlive = setInterval(() => {}, 2 ** 30);
+    trimBeforeForking();
     this.options.onStep?.({ step: "listening", listener: fd, address: bound.address, port: bound.port });
     if (this.options.prefork) {
       // The listener stays blocking: each worker sleeps in accept(), and the
