@@ -8,7 +8,8 @@
         "native/io.cc",
         "native/process.cc",
         "native/watcher.cc",
-        "native/memory.cc"
+        "native/memory.cc",
+        "native/signals.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFdTable(env, exports);
   InitWatcher(env, exports);
   InitMemory(env, exports);
+  InitSignals(env, exports);
   return exports;
 }
 

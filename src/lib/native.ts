@@ -61,6 +61,8 @@ export interface NativeBinding {
   parentDeathSignal(signal: number): number;
   /** malloc_trim(0) with glibc: 1 if memory was released, else 0; -ENOSYS elsewhere. */
   mallocTrim(): number;
+  /** Tells fork() that signal handlers were installed or removed: it finds them again before the next fork. */
+  signalHandlersChanged(): void;
   getpid(): number;
   getppid(): number;
   kill(pid: number, signal: number): number;
