@@ -9,6 +9,8 @@
         "native/process.cc",
         "native/watcher.cc",
         "native/exec.cc",
+        "native/memory.cc",
+        "native/signal_pipe.cc",
         "native/signals.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
@@ -16,7 +18,8 @@
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["OS=='linux'", {
-          "sources": ["native/linux/mappings.cc", "native/linux/fdtable.cc"]
+          "sources": ["native/linux/mappings.cc", "native/linux/fdtable.cc"],
+          "ldflags": ["-Wl,-z,now"]
         }],
         ["OS=='mac'", {
           "sources": ["native/darwin/mappings.cc", "native/darwin/fdtable.cc"],

@@ -14,27 +14,6 @@
 namespace realfork {
 namespace {
 
-// The child starts with the parent's signal handlers, and Node's handlers
-// write into the parent's libuv signal pipe: a SIGTERM sent to the child
-// would run the parent's process.on('SIGTERM'). Give the child default
-// dispositions, the way exec() would: handlers reset, ignored signals stay
-// ignored (Node ignores SIGPIPE, so a write to a closed peer is EPIPE in the
-// child, as it is in the parent).
-void ResetSignalHandlersInChild() {
-  for (int sig = 1; sig < NSIG; sig++) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    struct sigaction sa;
-    if (sigaction(sig, nullptr, &sa) != 0) continue;
-    bool ignored = !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_IGN;
-    bool dfl = !(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL;
-    if (ignored || dfl) continue;
-    struct sigaction def = {};
-    def.sa_handler = SIG_DFL;
-    sigemptyset(&def.sa_mask);
-    sigaction(sig, &def, nullptr);
-  }
-}
-
 Napi::Value Fork(const Napi::CallbackInfo& info) {
   // All signals stay blocked across fork() so that no handler runs in the
   // child before its dispositions are its own (node-pty does the same).
@@ -42,6 +21,7 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   PrepareMappingsForFork();
+  NoteSignalHandlers();
   pid_t pid = fork();
   int err = errno;
   if (pid == 0) ResetSignalHandlersInChild();

@@ -11,6 +11,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFdTable(env, exports);
   InitWatcher(env, exports);
   InitExec(env, exports);
+  InitMemory(env, exports);
+  InitSignalPipe(env, exports);
   InitSignals(env, exports);
   return exports;
 }

@@ -11,10 +11,19 @@ void InitProcess(Napi::Env env, Napi::Object exports);
 void InitFdTable(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
 void InitExec(Napi::Env env, Napi::Object exports);
+void InitMemory(Napi::Env env, Napi::Object exports);
+void InitSignalPipe(Napi::Env env, Napi::Object exports);
 void InitSignals(Napi::Env env, Napi::Object exports);
 
 // Prepares the address space so that the child of fork() gets all of it
 // (Linux: undo V8's MADV_DONTFORK). Defined per OS.
 void PrepareMappingsForFork();
+
+// The signals that have a handler, found in the parent (again only after
+// signalHandlersChanged()); reset to SIG_DFL in the child (signals.cc).
+void NoteSignalHandlers();
+void ResetSignalHandlersInChild();
+// A signal handler was installed or removed: the next fork looks again.
+void ForgetSignalHandlers();
 
 }  // namespace realfork

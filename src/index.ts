@@ -1,7 +1,15 @@
 export { type ClientOptions, type ClientResult, runClient } from "./lib/client.js";
 export { closeInherited, openDescriptors } from "./lib/descriptors.js";
 export { InvalidArgTypeError, OutOfRangeError, SyscallError } from "./lib/errors.js";
-export { _exit, CHILD_ESCAPED_STATUS, ForkSafetyError, fork, isForkedChild, v8SingleThreaded } from "./lib/fork.js";
+export {
+  _exit,
+  CHILD_ESCAPED_STATUS,
+  ForkSafetyError,
+  fork,
+  isForkedChild,
+  trimBeforeForking,
+  v8SingleThreaded,
+} from "./lib/fork.js";
 export { writeAll } from "./lib/output.js";
 export * from "./lib/posix.js";
 export { Reaper, type ReaperEvents } from "./lib/reaper.js";

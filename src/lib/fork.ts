@@ -2,6 +2,7 @@
 // The native side makes the child's memory and signal dispositions its own;
 // this side makes sure the child's JavaScript ends the way the C child does:
 // synchronously, with _exit(), never back in the parent's event loop.
+import { constants } from "node:os";
 import { check } from "./errors.js";
 import { native } from "./native.js";
 import { warn } from "./output.js";
@@ -59,7 +60,20 @@ export function _exit(code = 0): never {
   return native._exit(v.integer("code", code, 0, 255));
 }
 
+/**
+ * malloc_trim(): hands the malloc heap's free pages back to the kernel. Call
+ * once before a process starts forking many children (a server, before its
+ * accept loop): every 4 KiB page left mapped in the parent is a page-table
+ * entry that each fork() copies and each child's exit tears down. (A full GC
+ * first made it worse: V8 evacuates into fresh 256 KiB pages at new
+ * addresses, +11 mappings and +110 kB of page tables; docs/benchmarks.md.)
+ */
+export function trimBeforeForking(): void {
+  native.mallocTrim();
+}
+
 let hooksInstalled = false;
+const signalNumbers = constants.signals;
 
 /**
  * What a child needs from `process` is installed once, in the parent, before
@@ -69,6 +83,14 @@ let hooksInstalled = false;
  */
 function installHooks(): void {
   hooksInstalled = true;
+  // Node installs a signal handler when the first listener for a signal is
+  // added and removes it with the last: the native side then looks again at
+  // which signals a child must reset (it keeps the set between forks).
+  const signalsChanged = (event: string | symbol) => {
+    if (typeof event === "string" && event in signalNumbers) native.signalHandlersChanged();
+  };
+  process.on("newListener", signalsChanged);
+  process.on("removeListener", signalsChanged);
   // Node reads these once at start; a getter gives each process its own.
   Object.defineProperty(process, "pid", { get: () => native.getpid(), enumerable: true, configurable: true });
   Object.defineProperty(process, "ppid", { get: () => native.getppid(), enumerable: true, configurable: true });

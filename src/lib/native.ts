@@ -66,6 +66,10 @@ export interface NativeBinding {
   cloexec(fd: number, on: boolean): number;
   /** prctl(PR_SET_PDEATHSIG) on Linux; -ENOSYS elsewhere. */
   parentDeathSignal(signal: number): number;
+  /** malloc_trim(0) with glibc: 1 if memory was released, else 0; -ENOSYS elsewhere. */
+  mallocTrim(): number;
+  /** Tells fork() that signal handlers were installed or removed: it finds them again before the next fork. */
+  signalHandlersChanged(): void;
   getpid(): number;
   getppid(): number;
   kill(pid: number, signal: number): number;

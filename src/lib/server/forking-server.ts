@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import { constants as os } from "node:os";
 import { closeInherited } from "../descriptors.js";
 import { InvalidArgTypeError, SyscallError } from "../errors.js";
-import { _exit, fork } from "../fork.js";
+import { _exit, fork, trimBeforeForking } from "../fork.js";
 import { native } from "../native.js";
 import { warn } from "../output.js";
 import * as posix from "../posix.js";
@@ -162,6 +162,7 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
     // maxChildren or during close(): without this the loop could end (and
     // the process with it) while children are still to be reaped.
     this.#keepAlive = setInterval(() => {}, 2 ** 30);
+    trimBeforeForking();
     this.#onStep?.({ step: "listening", listener: fd, address: bound.address, port: bound.port });
     this.emit("listening", this.#bound);
     if (prefork > 0) {
