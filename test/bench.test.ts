@@ -104,10 +104,16 @@ describe("realfork bench", () => {
   });
 
   it.each([
-    [["--server", "nginx"], "--server must be ts, c, c-book or a numeric HOST:PORT, not 'nginx'"],
-    [["--server", "127.0.0.1:0"], "--server must be ts, c, c-book or a numeric HOST:PORT"],
+    [
+      ["--server", "nginx"],
+      "--server must be ts, c, c-book, python, perl-fork, perl-prefork, c-prefork or a numeric HOST:PORT, not 'nginx'",
+    ],
+    [["--server", "127.0.0.1:0"], "or a numeric HOST:PORT, not '127.0.0.1:0'"],
+    [["--server", "Python"], "not 'Python'"],
     [["--workload", "short,long"], "--workload takes short, stream and fork, not 'long'"],
-    [["--server", "c", "--prefork", "2"], "--prefork goes with --server ts"],
+    [["--server", "c", "--prefork", "2"], "--prefork goes with --server ts, perl-prefork or c-prefork"],
+    [["--server", "python", "--prefork", "2"], "--prefork goes with --server ts, perl-prefork or c-prefork"],
+    [["--server", "perl-fork", "--workload", "fork"], "--workload fork needs --server ts or c"],
     [["--server", "c-book", "--workload", "fork"], "--workload fork needs --server ts or c"],
     [["--connections", "0"], "--connections must be a whole number from 1"],
     [["extra"], "unexpected argument 'extra'"],
