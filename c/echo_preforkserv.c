@@ -29,13 +29,12 @@
 #include <sys/prctl.h>
 #endif
 
+#include "bench_support.h"
+
 #define MAX_WORKERS 1024
-#define FORK_SAMPLES 4096
 
 static pid_t workers[MAX_WORKERS];
 static long n_workers = 4;
-static unsigned fork_us[FORK_SAMPLES];
-static unsigned fork_count;
 static volatile sig_atomic_t stopping, stats_wanted;
 
 static void on_stop(int sig)
@@ -50,52 +49,13 @@ static void want_stats(int sig)
 	stats_wanted = 1;
 }
 
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static void print_fork_stats(void)
-{
-	unsigned n = fork_count < FORK_SAMPLES ? fork_count : FORK_SAMPLES;
-	fputs("fork-us:", stderr);
-	for (unsigned i = 0; i < n; i++)
-		fprintf(stderr, " %u", fork_us[i]);
-	fputc('\n', stderr);
-	fflush(stderr);
-	fork_count = 0;
-}
-
-static int write_all(int fd, const char *buf, ssize_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, (size_t)len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= n;
-	}
-	return 0;
-}
-
 static void serve(int serv_sock, char *buf, long buf_size)
 {
 	for (;;) {
 		int clnt_sock = accept(serv_sock, NULL, NULL);
-		ssize_t str_len;
 		if (clnt_sock == -1)
 			continue; /* EINTR, ECONNABORTED, EMFILE: the next accept */
-		for (;;) {
-			str_len = read(clnt_sock, buf, (size_t)buf_size);
-			if (str_len < 0 && errno == EINTR)
-				continue;
-			if (str_len <= 0 || write_all(clnt_sock, buf, str_len) < 0)
-				break;
-		}
+		echo_until_eof(clnt_sock, buf, buf_size);
 		close(clnt_sock);
 	}
 }
@@ -122,9 +82,7 @@ static int start_worker(long i, int serv_sock, char *buf, long buf_size)
 #endif
 		serve(serv_sock, buf, buf_size);
 	}
-	if (fork_count < FORK_SAMPLES)
-		fork_us[fork_count] = (unsigned)(now_us() - t0 + 0.5);
-	fork_count++;
+	note_fork(t0);
 	workers[i] = pid;
 	return 0;
 }

@@ -2,22 +2,13 @@ import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import type { CompareResult } from "../src/bench/compare.js";
 import type { BenchReport } from "../src/cli/commands/bench.js";
-import { cli } from "./helpers/paths.js";
-import { spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { runCli } from "./helpers/cli.js";
+import { useLeftoverCheck } from "./helpers/processes.js";
 import { startServe, stop } from "./helpers/servers.js";
 
 useLeftoverCheck();
 
-/** Runs the CLI to the end; its stdout parsed as JSON when it is. */
-async function run<T = BenchReport>(args: string[], timeoutMs = 60_000) {
-  const p = spawnTracked(cli, args, { stdin: "ignore" });
-  const { code } = await p.exited(timeoutMs);
-  let json: T | null = null;
-  try {
-    json = JSON.parse(p.stdout()) as T;
-  } catch {}
-  return { code, json, stdout: p.stdout(), stderr: p.stderr() };
-}
+const run = <T = BenchReport>(args: string[], timeoutMs = 60_000) => runCli<T>(args, { timeoutMs });
 
 const small = ["--connections", "150", "--concurrency", "4", "--stream-bytes", "2097152"];
 

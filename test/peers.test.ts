@@ -3,22 +3,14 @@ import type { CompareResult } from "../src/bench/compare.js";
 import { PEERS, type PeerKind, peerCommand } from "../src/bench/peers.js";
 import type { BenchReport } from "../src/cli/commands/bench.js";
 import { listeningPorts, processTree } from "../src/inspect/fdtable.js";
-import { cli } from "./helpers/paths.js";
+import { runCli } from "./helpers/cli.js";
 import { sleep, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { echo } from "./helpers/servers.js";
 
 useLeftoverCheck();
 
-/** Runs the CLI to the end; its stdout parsed as JSON when it is. */
-async function run<T = BenchReport>(args: string[], env: NodeJS.ProcessEnv = process.env, timeoutMs = 60_000) {
-  const p = spawnTracked(cli, args, { stdin: "ignore", env });
-  const { code } = await p.exited(timeoutMs);
-  let json: T | null = null;
-  try {
-    json = JSON.parse(p.stdout()) as T;
-  } catch {}
-  return { code, json, stdout: p.stdout(), stderr: p.stderr() };
-}
+const run = <T = BenchReport>(args: string[], env = process.env, timeoutMs = 60_000) =>
+  runCli<T>(args, { env, timeoutMs });
 
 /** A peer program started as bench starts it, on a port the OS picks; its port read from the kernel. */
 async function startPeer(kind: PeerKind, bufferSize: number, workers = 2) {
