@@ -254,11 +254,7 @@ export interface Figure {
   ts: number[];
   cMedian: number | null;
   tsMedian: number | null;
-  /**
-   * TS/C: the median of the per-round ratios when each round measured both
-   * (the two ran back to back, so drift of the machine cancels), else the
-   * ratio of the medians.
-   */
+  /** TS/C, as ratioOf() takes it. */
   ratio: number | null;
 }
 
@@ -297,23 +293,28 @@ const shortRound = (spec: ServerSpec, o: CompareOptions): Promise<ShortRound> =>
 const streamRound = (spec: ServerSpec, o: CompareOptions): Promise<StreamResult> =>
   withServer(spec, (server) => runStream(server, o.streamBytes, o.streamBuffer));
 
+/**
+ * other/base: the median of the per-round ratios when both have every round
+ * (each pair ran back to back, so drift of the machine cancels), else the
+ * ratio of the medians.
+ */
+function ratioOf(base: number[], other: number[]): number | null {
+  if (base.length === other.length && base.length > 0 && base.every((x) => x > 0))
+    return median(other.map((t, i) => t / (base[i] as number)));
+  const baseMedian = base.length > 0 ? median(base) : null;
+  return baseMedian && other.length > 0 ? median(other) / baseMedian : null;
+}
+
 function figure(what: string, unit: string, higherIsBetter: boolean, c: number[], ts: number[]): Figure {
-  const cMedian = c.length > 0 ? median(c) : null;
-  const tsMedian = ts.length > 0 ? median(ts) : null;
   return {
     what,
     unit,
     higherIsBetter,
     c,
     ts,
-    cMedian,
-    tsMedian,
-    ratio:
-      c.length === ts.length && c.length > 0 && c.every((x) => x > 0)
-        ? median(ts.map((t, i) => t / (c[i] as number)))
-        : cMedian && tsMedian !== null
-          ? tsMedian / cMedian
-          : null,
+    cMedian: c.length > 0 ? median(c) : null,
+    tsMedian: ts.length > 0 ? median(ts) : null,
+    ratio: ratioOf(c, ts),
   };
 }
 
@@ -474,13 +475,10 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       realforkRatio:
         rounds === realfork
           ? null
-          : figure(
-              "",
-              "",
-              true,
+          : ratioOf(
               conns,
               realfork.map((r) => r.short.connsPerSec),
-            ).ratio,
+            ),
     };
   };
   const rows: PeerRow[] = [];
