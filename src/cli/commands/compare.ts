@@ -54,7 +54,7 @@ Examples
   $ realfork compare
   $ realfork compare --rounds 5 --prefork 8
   $ realfork compare --rounds 1 --connections 300 --stream-bytes 16777216 --json
-  $ realfork compare --peers --rounds 7
+  $ realfork compare --peers
   $ realfork compare --leak-parent`;
 
 const options = {
