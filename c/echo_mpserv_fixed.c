@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_support.h"
+
 #ifndef BUF_SIZE
 #define BUF_SIZE 30
 #endif
@@ -58,9 +60,6 @@ static void read_childproc(int sig)
 	errno = saved;
 }
 
-#define FORK_SAMPLES 65536
-static unsigned fork_us[FORK_SAMPLES];
-static unsigned fork_count;
 static volatile sig_atomic_t stats_wanted;
 
 static void want_stats(int sig)
@@ -69,46 +68,12 @@ static void want_stats(int sig)
 	stats_wanted = 1;
 }
 
-static double now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-/* The latencies since the last report, then the count starts again. */
-static void print_fork_stats(void)
-{
-	unsigned n = fork_count < FORK_SAMPLES ? fork_count : FORK_SAMPLES;
-	fputs("fork-us:", stderr);
-	for (unsigned i = 0; i < n; i++)
-		fprintf(stderr, " %u", fork_us[i]);
-	fputc('\n', stderr);
-	fflush(stderr);
-	fork_count = 0;
-}
-
-static int write_all(int fd, const char *buf, ssize_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, (size_t)len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= n;
-	}
-	return 0;
-}
-
 int main(int argc, char *argv[])
 {
 	int serv_sock, clnt_sock, on = 1;
 	struct sockaddr_in serv_adr, clnt_adr;
 	struct sigaction act;
 	socklen_t adr_sz;
-	ssize_t str_len;
 	pid_t pid;
 	char *buf;
 	long buf_size = BUF_SIZE;
@@ -156,10 +121,8 @@ int main(int argc, char *argv[])
 		puts("new client connected...");
 		t0 = now_us();
 		pid = fork();
-		if (pid > 0 && fork_count < FORK_SAMPLES)
-			fork_us[fork_count] = (unsigned)(now_us() - t0 + 0.5);
 		if (pid > 0)
-			fork_count++;
+			note_fork(t0);
 		if (pid == -1) {
 			close(clnt_sock);
 			continue;
@@ -168,13 +131,7 @@ int main(int argc, char *argv[])
 			signal(SIGCHLD, SIG_DFL);
 			signal(SIGUSR2, SIG_DFL);
 			close(serv_sock);
-			for (;;) {
-				str_len = read(clnt_sock, buf, (size_t)buf_size);
-				if (str_len < 0 && errno == EINTR)
-					continue;
-				if (str_len <= 0 || write_all(clnt_sock, buf, str_len) < 0)
-					break;
-			}
+			echo_until_eof(clnt_sock, buf, buf_size);
 			close(clnt_sock);
 			puts("client disconnected...");
 			return 0;

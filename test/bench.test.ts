@@ -2,22 +2,13 @@ import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
 import type { CompareResult } from "../src/bench/compare.js";
 import type { BenchReport } from "../src/cli/commands/bench.js";
-import { cli } from "./helpers/paths.js";
-import { spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { runCli } from "./helpers/cli.js";
+import { useLeftoverCheck } from "./helpers/processes.js";
 import { startServe, stop } from "./helpers/servers.js";
 
 useLeftoverCheck();
 
-/** Runs the CLI to the end; its stdout parsed as JSON when it is. */
-async function run<T = BenchReport>(args: string[], timeoutMs = 60_000) {
-  const p = spawnTracked(cli, args, { stdin: "ignore" });
-  const { code } = await p.exited(timeoutMs);
-  let json: T | null = null;
-  try {
-    json = JSON.parse(p.stdout()) as T;
-  } catch {}
-  return { code, json, stdout: p.stdout(), stderr: p.stderr() };
-}
+const run = <T = BenchReport>(args: string[], timeoutMs = 60_000) => runCli<T>(args, { timeoutMs });
 
 const small = ["--connections", "150", "--concurrency", "4", "--stream-bytes", "2097152"];
 
@@ -104,10 +95,16 @@ describe("realfork bench", () => {
   });
 
   it.each([
-    [["--server", "nginx"], "--server must be ts, c, c-book or a numeric HOST:PORT, not 'nginx'"],
-    [["--server", "127.0.0.1:0"], "--server must be ts, c, c-book or a numeric HOST:PORT"],
+    [
+      ["--server", "nginx"],
+      "--server must be ts, c, c-book, python, perl-fork, perl-prefork, c-prefork or a numeric HOST:PORT, not 'nginx'",
+    ],
+    [["--server", "127.0.0.1:0"], "or a numeric HOST:PORT, not '127.0.0.1:0'"],
+    [["--server", "Python"], "not 'Python'"],
     [["--workload", "short,long"], "--workload takes short, stream and fork, not 'long'"],
-    [["--server", "c", "--prefork", "2"], "--prefork goes with --server ts"],
+    [["--server", "c", "--prefork", "2"], "--prefork goes with --server ts, perl-prefork or c-prefork"],
+    [["--server", "python", "--prefork", "2"], "--prefork goes with --server ts, perl-prefork or c-prefork"],
+    [["--server", "perl-fork", "--workload", "fork"], "--workload fork needs --server ts or c"],
     [["--server", "c-book", "--workload", "fork"], "--workload fork needs --server ts or c"],
     [["--connections", "0"], "--connections must be a whole number from 1"],
     [["extra"], "unexpected argument 'extra'"],

@@ -1,5 +1,5 @@
 // realfork bench and compare: start a server (realfork serve, the C reference,
-// or none for an external one), drive it with c/build/loadgen, and read what
+// a peer from peers.ts, or none for an external one), drive it with c/build/loadgen, and read what
 // the kernel says about its memory. Numbers only; the commands format them.
 import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -9,19 +9,20 @@ import { fileURLToPath } from "node:url";
 import { listeningPorts, processTree } from "../inspect/fdtable.js";
 import { _exit, fork } from "../lib/fork.js";
 import { waitpid } from "../lib/posix.js";
+import { DEFAULT_WORKERS, isPeer, type PeerKind, peerCommand, peerLabel, peerMissing } from "./peers.js";
 
 const packageRoot = fileURLToPath(new URL("../../", import.meta.url));
 export const cliPath = `${packageRoot}bin/realfork.js`;
 export const cProgram = (name: string): string => `${packageRoot}c/build/${name}`;
 
 /** Which server a run drives. */
-export type ServerKind = "ts" | "c" | "c-book" | "external";
+export type ServerKind = "ts" | "c" | "c-book" | "external" | PeerKind;
 
 export interface ServerSpec {
   kind: ServerKind;
   /** Bytes per read in the server's echo loop (not settable for c-book or external). */
   bufferSize: number;
-  /** realfork serve --prefork N. */
+  /** realfork serve --prefork N; the workers of a prefork peer. */
   prefork?: number;
   /** More realfork serve arguments (the negative controls). */
   extra?: string[];
@@ -132,6 +133,8 @@ export function serverLabel(spec: ServerSpec): string {
       return "C echo_mpserv (the book's)";
     case "external":
       return `server at ${spec.host}:${spec.port}`;
+    default:
+      return peerLabel(spec.kind, spec.prefork ?? DEFAULT_WORKERS);
   }
 }
 
@@ -174,6 +177,11 @@ export async function startServer(spec: ServerSpec): Promise<RunningServer> {
     child = spawn(cliPath, [...args, ...(spec.extra ?? [])], options);
   } else if (spec.kind === "c") {
     child = spawn(requireProgram(cProgram("echo_mpserv_fixed")), ["0", String(spec.bufferSize)], options);
+  } else if (isPeer(spec.kind)) {
+    const missing = peerMissing(spec.kind);
+    if (missing) throw new BenchError(`${label} cannot run here: ${missing}`);
+    const [path, args] = peerCommand(spec.kind, 0, spec.bufferSize, spec.prefork ?? DEFAULT_WORKERS);
+    child = spawn(path, args, options);
   } else {
     child = spawn(requireProgram(cProgram("echo_mpserv")), ["0"], options);
   }
@@ -453,9 +461,12 @@ async function holdConnections(server: RunningServer, count: number): Promise<So
   return sockets;
 }
 
+/** The servers that report their fork() latencies on SIGUSR2 (to the others it is fatal). */
+const REPORTS_FORKS: readonly ServerKind[] = ["ts", "c", "c-prefork"];
+
 /** Asks the server for its fork() latencies (SIGUSR2); null if it does not answer. */
 export async function forkLatencies(server: RunningServer): Promise<number[] | null> {
-  if (server.pid === null || server.spec.kind === "c-book") return null; // the book's server dies of SIGUSR2
+  if (server.pid === null || !REPORTS_FORKS.includes(server.spec.kind)) return null;
   const before = server.stderr().length;
   process.kill(server.pid, "SIGUSR2");
   for (let i = 0; i < 100; i++) {

@@ -1,7 +1,9 @@
-// realfork compare: the C reference and realfork serve side by side. First
-// what each does (messages, who holds which socket, the echoed bytes), then
-// how fast, interleaved round by round (C, TS, C, TS, ...) so that the
-// machine's drift falls on both alike.
+// realfork compare: the C reference and realfork serve side by side, and
+// with --peers the other forking servers of peers.ts. First what each does
+// (messages, who holds which socket, the echoed bytes), then how fast,
+// interleaved round by round (C, TS, peers, C, TS, peers, ...) so that the
+// machine's drift falls on all alike.
+import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { processTree, snapshot } from "../inspect/fdtable.js";
@@ -15,10 +17,12 @@ import {
   type ShortMeasurement,
   type ShortResult,
   type StreamResult,
+  serverLabel,
   shortProblem,
   streamProblem,
   withServer,
 } from "./bench.js";
+import { isPreforkPeer, type PeerKind, peerMissing } from "./peers.js";
 
 export interface Observation {
   /** stdout lines, with pids replaced by <pid>. */
@@ -33,8 +37,9 @@ export interface Observation {
   echoExact: boolean;
   /** After our half-close the server closed its side (the last reference went). */
   closedAfterHalfClose: boolean;
-  /** After both connections ended: children left, and what the parent still holds. */
+  /** After both connections ended: children left, zombies among them (Linux), and what the parent still holds. */
   childrenAfter: number;
+  zombiesAfter: number | null;
   parentHoldsAfter: string[];
 }
 
@@ -42,7 +47,10 @@ export interface BehaviourCheck {
   what: string;
   c: string;
   ts: string;
+  /** C and realfork alike (the peers are shown, not judged). */
   same: boolean;
+  /** With --peers: each observed peer's value, by its --server name. */
+  peers?: Partial<Record<PeerKind, string>>;
 }
 
 async function until(test: () => boolean, timeoutMs: number): Promise<boolean> {
@@ -75,6 +83,16 @@ function echoAndHalfClose(s: Socket, data: Buffer): Promise<{ echoed: Buffer; cl
   });
 }
 
+/** A process's state letter from /proc (Z: a zombie); null where there is no /proc. */
+function processState(pid: number): string | null {
+  if (process.platform !== "linux") return null;
+  try {
+    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function rolesOf(server: RunningServer) {
   const pid = server.pid as number;
   const snap = snapshot(pid);
@@ -90,12 +108,16 @@ function rolesOf(server: RunningServer) {
       .filter((s) => (s.state === "LISTEN") === listening)
       .flatMap((s) => s.holders.map((h) => role(h.pid)))
       .sort();
+  const states = children.map(processState);
   return {
     parent: tcp(pid),
     child: children.flatMap(tcp).sort(),
     listener: holders(true),
     connection: holders(false),
+    /** Connected sockets still held by the server's processes. */
+    connections: snap.sockets.filter((s) => s.state !== "LISTEN").length,
     children: children.length,
+    zombies: states.includes(null) ? null : states.filter((st) => st === "Z").length,
   };
 }
 
@@ -107,6 +129,14 @@ function rolesOf(server: RunningServer) {
 export function observe(spec: ServerSpec): Promise<Observation> {
   return withServer({ ...spec, verbose: true }, async (server) => {
     const pid = server.pid as number;
+    // A prefork server's workers stay; a per-connection child leaves with its client.
+    const workers = spec.prefork ?? 0;
+    const settled = (connections: number) => () => {
+      const r = rolesOf(server);
+      return r.connections <= connections && r.children <= (workers || connections);
+    };
+    // The workers may still be starting when the port listens.
+    await until(() => processTree(pid).length > workers, 3000);
     const held = await open(server);
     held.write("hello\n");
     await new Promise((r) => held.once("data", r));
@@ -121,10 +151,11 @@ export function observe(spec: ServerSpec): Promise<Observation> {
     }
     const payload = Buffer.from(Array.from({ length: 65536 }, (_, i) => i % 256));
     const second = await echoAndHalfClose(await open(server), payload);
-    await until(() => processTree(pid).length <= 2, 3000);
+    await until(settled(1), 3000);
     const first = await echoAndHalfClose(held, Buffer.alloc(0));
-    await until(() => processTree(pid).length <= 1, 3000);
-    await until(() => (server.stdout().match(/removed proc id/g) ?? []).length >= 2, 1000);
+    await until(settled(0), 3000);
+    if (spec.kind === "c" || spec.kind === "ts")
+      await until(() => (server.stdout().match(/removed proc id/g) ?? []).length >= 2, 1000);
     const after = rolesOf(server);
     return {
       messages: server
@@ -139,14 +170,27 @@ export function observe(spec: ServerSpec): Promise<Observation> {
       echoExact: second.echoed.equals(payload),
       closedAfterHalfClose: second.closed && first.closed,
       childrenAfter: after.children,
+      zombiesAfter: after.zombies,
       parentHoldsAfter: after.parent,
     };
   });
 }
 
-const show = (v: unknown): string => (Array.isArray(v) ? (v.length > 0 ? v.join(", ") : "none") : String(v));
+/** A sorted list with repeats counted: ["child", "child", "parent"] is "child x2, parent". */
+function show(v: unknown): string {
+  if (!Array.isArray(v)) return v === null ? "n/a" : String(v);
+  if (v.length === 0) return "none";
+  const counts = new Map<string, number>();
+  for (const x of v) counts.set(String(x), (counts.get(String(x)) ?? 0) + 1);
+  return [...counts].map(([x, n]) => (n > 1 ? `${x} x${n}` : x)).join(", ");
+}
 
-export function compareBehaviour(c: Observation, ts: Observation): BehaviourCheck[] {
+export interface PeerObservation {
+  peer: PeerKind;
+  observation: Observation;
+}
+
+export function compareBehaviour(c: Observation, ts: Observation, peers: PeerObservation[] = []): BehaviourCheck[] {
   const rows: [string, keyof Observation][] = [
     ["book messages", "messages"],
     ["parent holds (one client)", "parentHolds"],
@@ -156,14 +200,31 @@ export function compareBehaviour(c: Observation, ts: Observation): BehaviourChec
     ["64 KiB of all byte values echoed exactly", "echoExact"],
     ["server closes after the client half-closes", "closedAfterHalfClose"],
     ["children left after the clients end", "childrenAfter"],
+    ["zombies among them", "zombiesAfter"],
     ["parent holds afterwards", "parentHoldsAfter"],
   ];
   return rows.map(([what, key]) => {
     const same = JSON.stringify(c[key]) === JSON.stringify(ts[key]);
     // The messages are summed up as a line count, and shown in full where they differ.
     const text = (o: Observation) => (key === "messages" && same ? `${o.messages.length} lines` : show(o[key]));
-    return { what, c: text(c), ts: text(ts), same };
+    if (peers.length === 0) return { what, c: text(c), ts: text(ts), same };
+    // The peers are other programs: their own messages, not the book's.
+    const peerText = (o: Observation) => (key === "messages" ? "-" : show(o[key]));
+    return {
+      what,
+      c: text(c),
+      ts: text(ts),
+      same,
+      peers: Object.fromEntries(peers.map((p) => [p.peer, peerText(p.observation)])),
+    };
   });
+}
+
+/** What makes a peer's figures meaningless: its echo is not exact, or it never closes. */
+function peerProblem(o: Observation): string | null {
+  if (!o.echoExact) return "64 KiB of all byte values did not come back exactly";
+  if (!o.closedAfterHalfClose) return "it did not close after the client half-closed";
+  return null;
 }
 
 export interface CompareOptions {
@@ -178,6 +239,8 @@ export interface CompareOptions {
   forks: number;
   /** Extra realfork serve arguments (negative controls). */
   extra: string[];
+  /** Peers to run next to C and realfork (those that cannot run here are skipped). */
+  peers: PeerKind[];
   /** Called as each measurement ends (progress). */
   onProgress?: (line: string) => void;
 }
@@ -191,12 +254,26 @@ export interface Figure {
   ts: number[];
   cMedian: number | null;
   tsMedian: number | null;
-  /**
-   * TS/C: the median of the per-round ratios when each round measured both
-   * (the two ran back to back, so drift of the machine cancels), else the
-   * ratio of the medians.
-   */
+  /** TS/C, as ratioOf() takes it. */
   ratio: number | null;
+}
+
+/** One server's short-connection figures in the peer table. */
+export interface PeerRow {
+  /** The --server name ("ts --prefork" for realfork serve --prefork N). */
+  server: string;
+  label: string;
+  group: "fork per connection" | "prefork";
+  /** Connections per second, one per round. */
+  connsPerSec: number[];
+  median: number;
+  latencyP50Us: number;
+  /** CPU per connection, parent and children together (Linux). */
+  cpuMs: number | null;
+  /** Private memory of a child or worker while it serves. */
+  childUssKb: number | null;
+  /** realfork serve (the same group's) / this server: the median of per-round ratios. */
+  realforkRatio: number | null;
 }
 
 export interface CompareResult {
@@ -204,6 +281,8 @@ export interface CompareResult {
   behaviourMatches: boolean;
   figures: Figure[];
   failures: string[];
+  /** With --peers: the table, and the peers that could not run here and why. */
+  peers?: { rows: PeerRow[]; skipped: { server: PeerKind; reason: string }[] };
 }
 
 type ShortRound = ShortMeasurement;
@@ -214,23 +293,28 @@ const shortRound = (spec: ServerSpec, o: CompareOptions): Promise<ShortRound> =>
 const streamRound = (spec: ServerSpec, o: CompareOptions): Promise<StreamResult> =>
   withServer(spec, (server) => runStream(server, o.streamBytes, o.streamBuffer));
 
+/**
+ * other/base: the median of the per-round ratios when both have every round
+ * (each pair ran back to back, so drift of the machine cancels), else the
+ * ratio of the medians.
+ */
+function ratioOf(base: number[], other: number[]): number | null {
+  if (base.length === other.length && base.length > 0 && base.every((x) => x > 0))
+    return median(other.map((t, i) => t / (base[i] as number)));
+  const baseMedian = base.length > 0 ? median(base) : null;
+  return baseMedian && other.length > 0 ? median(other) / baseMedian : null;
+}
+
 function figure(what: string, unit: string, higherIsBetter: boolean, c: number[], ts: number[]): Figure {
-  const cMedian = c.length > 0 ? median(c) : null;
-  const tsMedian = ts.length > 0 ? median(ts) : null;
   return {
     what,
     unit,
     higherIsBetter,
     c,
     ts,
-    cMedian,
-    tsMedian,
-    ratio:
-      c.length === ts.length && c.length > 0 && c.every((x) => x > 0)
-        ? median(ts.map((t, i) => t / (c[i] as number)))
-        : cMedian && tsMedian !== null
-          ? tsMedian / cMedian
-          : null,
+    cMedian: c.length > 0 ? median(c) : null,
+    tsMedian: ts.length > 0 ? median(ts) : null,
+    ratio: ratioOf(c, ts),
   };
 }
 
@@ -241,11 +325,36 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   const cObs = await observe({ kind: "c", bufferSize: o.bufferSize });
   say("behaviour: realfork serve");
   const tsObs = await observe({ kind: "ts", bufferSize: o.bufferSize, extra: o.extra });
-  const behaviour = compareBehaviour(cObs, tsObs);
+  const skipped: { server: PeerKind; reason: string }[] = [];
+  const peers: PeerKind[] = [];
+  for (const peer of o.peers) {
+    const reason = peerMissing(peer);
+    if (reason) {
+      skipped.push({ server: peer, reason });
+      say(`skipped ${peer}: ${reason}`);
+    } else {
+      peers.push(peer);
+    }
+  }
+  const peerSpec = (peer: PeerKind): ServerSpec => ({
+    kind: peer,
+    bufferSize: o.bufferSize,
+    ...(isPreforkPeer(peer) ? { prefork: o.prefork } : {}),
+  });
+  const observed: PeerObservation[] = [];
+  for (const peer of peers) {
+    say(`behaviour: ${serverLabel(peerSpec(peer))}`);
+    const observation = await observe(peerSpec(peer));
+    const problem = peerProblem(observation);
+    if (problem) failures.push(`${serverLabel(peerSpec(peer))}: ${problem}`);
+    observed.push({ peer, observation });
+  }
+  const behaviour = compareBehaviour(cObs, tsObs, observed);
+  const peerResult = (rows: PeerRow[]) => (o.peers.length > 0 ? { peers: { rows, skipped } } : {});
   if (!behaviour.every((b) => b.same)) {
     // Timing a server that behaves differently compares nothing (and a leak
     // can stall a workload until its time-out).
-    return { behaviour, behaviourMatches: false, figures: [], failures };
+    return { behaviour, behaviourMatches: false, figures: [], failures, ...peerResult([]) };
   }
 
   const c = { short: [] as ShortRound[], stream: [] as StreamResult[] };
@@ -260,6 +369,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     const problem = streamProblem(r);
     if (problem) failures.push(`${who}: ${problem}`);
   };
+  const peerShort = new Map<PeerKind, ShortRound[]>(peers.map((p) => [p, []]));
   for (let round = 1; round <= o.rounds; round++) {
     const tag = `round ${round}/${o.rounds}`;
     const cShort = await shortRound(cSpec, o);
@@ -270,11 +380,21 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     checkShort("realfork serve", tsShort.short);
     ts.short.push(tsShort);
     say(`${tag}: TS short ${tsShort.short.connsPerSec.toFixed(0)} conn/s`);
+    const peerRounds = async (prefork: boolean) => {
+      for (const peer of peers.filter((p) => isPreforkPeer(p) === prefork)) {
+        const r = await shortRound(peerSpec(peer), o);
+        checkShort(serverLabel(peerSpec(peer)), r.short);
+        peerShort.get(peer)?.push(r);
+        say(`${tag}: ${peer} short ${r.short.connsPerSec.toFixed(0)} conn/s`);
+      }
+    };
+    await peerRounds(false);
     if (o.prefork > 0) {
       const pre = await shortRound({ kind: "ts", bufferSize: o.bufferSize, prefork: o.prefork }, o);
       checkShort("realfork serve --prefork", pre.short);
       ts.prefork.push(pre);
       say(`${tag}: TS --prefork ${o.prefork} short ${pre.short.connsPerSec.toFixed(0)} conn/s`);
+      await peerRounds(true);
     }
     const cStream = await streamRound({ kind: "c", bufferSize: o.streamBuffer }, o);
     checkStream("C", cStream);
@@ -333,5 +453,54 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       fromShort(`${label}: worker private memory (USS)`, "kB", false, (r) => r.cost.child?.ussKb, ts.prefork),
     );
   }
-  return { behaviour, behaviourMatches: behaviour.every((b) => b.same), figures, failures };
+  const row = (
+    server: string,
+    label: string,
+    group: PeerRow["group"],
+    rounds: ShortRound[],
+    realfork: ShortRound[],
+  ): PeerRow => {
+    const conns = rounds.map((r) => r.short.connsPerSec);
+    const cpu = nums(rounds.map((r) => (r.cpu ? r.cpu.parent + r.cpu.children : null)));
+    const uss = nums(rounds.map((r) => r.cost.child?.ussKb));
+    return {
+      server,
+      label,
+      group,
+      connsPerSec: conns,
+      median: median(conns),
+      latencyP50Us: median(rounds.map((r) => r.short.latencyUs.p50)),
+      cpuMs: cpu.length > 0 ? median(cpu) : null,
+      childUssKb: uss.length > 0 ? median(uss) : null,
+      realforkRatio:
+        rounds === realfork
+          ? null
+          : ratioOf(
+              conns,
+              realfork.map((r) => r.short.connsPerSec),
+            ),
+    };
+  };
+  const rows: PeerRow[] = [];
+  if (o.peers.length > 0) {
+    const label = (kind: ServerSpec["kind"], prefork?: number) =>
+      serverLabel({ kind, bufferSize: o.bufferSize, ...(prefork ? { prefork } : {}) });
+    const perConnection = "fork per connection";
+    rows.push(row("c", label("c"), perConnection, c.short, ts.short));
+    rows.push(row("ts", label("ts"), perConnection, ts.short, ts.short));
+    for (const peer of peers.filter((p) => !isPreforkPeer(p)))
+      rows.push(row(peer, label(peer), perConnection, peerShort.get(peer) ?? [], ts.short));
+    if (o.prefork > 0) {
+      rows.push(row("ts --prefork", label("ts", o.prefork), "prefork", ts.prefork, ts.prefork));
+      for (const peer of peers.filter(isPreforkPeer))
+        rows.push(row(peer, label(peer, o.prefork), "prefork", peerShort.get(peer) ?? [], ts.prefork));
+    }
+  }
+  return {
+    behaviour,
+    behaviourMatches: behaviour.every((b) => b.same),
+    figures,
+    failures,
+    ...peerResult(rows),
+  };
 }

@@ -16,6 +16,7 @@ import {
   streamProblem,
   withServer,
 } from "../../bench/bench.js";
+import { DEFAULT_WORKERS, isPeer, isPreforkPeer, PEERS } from "../../bench/peers.js";
 import { table } from "../../inspect/fdview.js";
 import { warn } from "../../lib/output.js";
 import { intOption, parse, positionals, UsageError } from "./usage.js";
@@ -34,8 +35,15 @@ connections are open (USS, PSS and what the private part is made of; Linux).
 
 Options
   --server S           ts (realfork serve, default), c (c/echo_mpserv_fixed),
-                       c-book (c/echo_mpserv), or HOST:PORT of a running server
-  --prefork N          with --server ts: realfork serve --prefork N
+                       c-book (c/echo_mpserv), a peer, or HOST:PORT of a running server
+                       Peers (shipped in peers/ and c/; loopback only):
+                         python        Python socketserver.ForkingTCPServer
+                         perl-fork     Perl Net::Server::Fork (libnet-server-perl)
+                         perl-prefork  Perl Net::Server::PreFork, --prefork workers
+                         c-prefork     C echo_preforkserv: workers blocking in accept()
+                       REALFORK_PYTHON and REALFORK_PERL name other interpreters
+  --prefork N          with --server ts: realfork serve --prefork N; with
+                       perl-prefork or c-prefork: N workers (default ${DEFAULT_WORKERS})
   --workload LIST      short,stream,fork in any combination (default short,stream)
   --connections N      short: how many (default 2000)
   --concurrency N      short: how many at once (default 16)
@@ -51,6 +59,8 @@ Examples
   $ realfork bench
   $ realfork bench --server c --workload short --connections 5000
   $ realfork bench --server ts --prefork 8 --json
+  $ realfork bench --server python --workload short
+  $ realfork bench --server c-prefork --prefork 4 --workload short
   $ realfork bench --server 127.0.0.1:9190 --workload stream
   $ realfork bench --workload fork --forks 2000`;
 
@@ -84,16 +94,25 @@ export function machineLine(): string {
   return `${osType()} ${release()} ${process.arch}, ${cpus().length} CPUs, node ${process.version}`;
 }
 
+const PREFORK_WITH = "--prefork goes with --server ts, perl-prefork or c-prefork";
+
 function serverSpec(text: string, prefork: number): ServerSpec {
+  const takesWorkers = text === "ts" || (isPeer(text) && isPreforkPeer(text));
+  if (prefork > 0 && !takesWorkers) throw new UsageError(PREFORK_WITH, BENCH_USAGE);
+  if (isPeer(text)) {
+    const workers = isPreforkPeer(text) ? { prefork: prefork || DEFAULT_WORKERS } : {};
+    return { kind: text, bufferSize: 30, ...workers };
+  }
   if (text === "ts" || text === "c" || text === "c-book") {
-    if (prefork > 0 && text !== "ts") throw new UsageError("--prefork goes with --server ts", BENCH_USAGE);
     return { kind: text, bufferSize: 30, ...(prefork > 0 ? { prefork } : {}) };
   }
   const m = /^(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):(\d+)$/.exec(text);
   const port = Number(m?.[2]);
   if (!m || port < 1 || port > 65535)
-    throw new UsageError(`--server must be ts, c, c-book or a numeric HOST:PORT, not '${text}'`, BENCH_USAGE);
-  if (prefork > 0) throw new UsageError("--prefork goes with --server ts", BENCH_USAGE);
+    throw new UsageError(
+      `--server must be ts, c, c-book, ${PEERS.join(", ")} or a numeric HOST:PORT, not '${text}'`,
+      BENCH_USAGE,
+    );
   return { kind: "external", bufferSize: 0, host: (m[1] ?? "").replace(/^\[|\]$/g, ""), port };
 }
 
@@ -115,7 +134,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       throw new UsageError(`--workload takes short, stream and fork, not '${w}'`, BENCH_USAGE);
   }
   const wants = (w: Workload) => workloads.includes(w);
-  if (wants("fork") && (spec.kind === "external" || spec.kind === "c-book"))
+  if (wants("fork") && spec.kind !== "ts" && spec.kind !== "c")
     throw new UsageError("--workload fork needs --server ts or c", BENCH_USAGE);
   const connections = int("connections", 2000, 1, 10_000_000);
   const concurrency = int("concurrency", 16, 1, 4096);

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
-import { type CompareResult, type Figure, runCompare } from "../../bench/compare.js";
+import { type CompareResult, type Figure, type PeerRow, runCompare } from "../../bench/compare.js";
+import { DEFAULT_WORKERS, PEERS } from "../../bench/peers.js";
 import { table } from "../../inspect/fdview.js";
 import { warn } from "../../lib/output.js";
 import { machineLine } from "./bench.js";
@@ -20,6 +21,16 @@ buffer sizes and workloads (see realfork bench): the medians, and TS/C as the
 median of each round's ratio (the two ran back to back, so the machine's
 drift cancels).
 
+With --peers, the peers run in the same rounds and go through the same
+behaviour story: Python's socketserver.ForkingTCPServer and Perl's
+Net::Server::Fork next to the fork-per-connection servers, a C prefork server
+(c/echo_preforkserv) and Perl's Net::Server::PreFork next to realfork serve
+--prefork N (N = --prefork, default ${DEFAULT_WORKERS}). Their behaviour is shown, not
+judged; a table gives each server's short-connection figures and realfork's
+ratio to it. A peer whose runtime or module is missing is skipped with a line
+that says how to install it (REALFORK_PYTHON and REALFORK_PERL name other
+interpreters).
+
 Exit 0 when the behaviour matches and every echo was exact; 1 otherwise, with
 the differences (speed is then not measured).
 
@@ -33,6 +44,7 @@ Options
   --stream-buffer N    stream: both servers' buffer and the write size (default 65536)
   --forks N            iterations of the fork floor loop (default 1000; 0 skips it)
   --prefork N          also measure realfork serve --prefork N on short connections
+  --peers              also run the peers (${PEERS.join(", ")})
   --leak-parent        negative control: realfork serve --leak-parent (behaviour must differ)
   --leak-child         negative control: realfork serve --leak-child (behaviour must differ)
   --json               one JSON object instead of the tables
@@ -42,6 +54,7 @@ Examples
   $ realfork compare
   $ realfork compare --rounds 5 --prefork 8
   $ realfork compare --rounds 1 --connections 300 --stream-bytes 16777216 --json
+  $ realfork compare --peers
   $ realfork compare --leak-parent`;
 
 const options = {
@@ -54,6 +67,7 @@ const options = {
   "stream-buffer": { type: "string" },
   forks: { type: "string" },
   prefork: { type: "string" },
+  peers: { type: "boolean" },
   "leak-parent": { type: "boolean" },
   "leak-child": { type: "boolean" },
   json: { type: "boolean" },
@@ -80,7 +94,8 @@ export async function compareCommand(argv: string[]): Promise<void> {
     streamBytes: int("stream-bytes", 1 << 30, 1, 2 ** 40),
     streamBuffer: int("stream-buffer", 65536, 1, 16 << 20),
     forks: int("forks", 1000, 0, 1_000_000),
-    prefork: int("prefork", 0, 1, 4096),
+    prefork: int("prefork", values.peers ? DEFAULT_WORKERS : 0, 1, 4096),
+    peers: values.peers ? [...PEERS] : [],
     extra: [...(values["leak-parent"] ? ["--leak-parent"] : []), ...(values["leak-child"] ? ["--leak-child"] : [])],
     ...(values.json ? {} : { onProgress: (line: string) => warn(`realfork compare: ${line}`) }),
   });
@@ -90,6 +105,7 @@ export async function compareCommand(argv: string[]): Promise<void> {
   for (const b of result.behaviour.filter((x) => !x.same))
     warn(`realfork compare: behaviour differs: ${b.what}: C ${b.c}; realfork ${b.ts}`);
   for (const f of result.failures) warn(`realfork compare: ${f}`);
+  for (const s of result.peers?.skipped ?? []) warn(`realfork compare: skipped ${s.server}: ${s.reason}`);
   if (!result.behaviourMatches || result.failures.length > 0) process.exitCode = 1;
 }
 
@@ -105,16 +121,57 @@ function ratio(f: Figure): string {
 }
 
 export function renderCompare(r: CompareResult): string {
+  const peerNames = Object.keys(r.behaviour[0]?.peers ?? {});
   const behaviour = table([
-    ["BEHAVIOUR", "C echo_mpserv_fixed", "realfork serve", "SAME"],
-    ...r.behaviour.map((b) => [b.what, b.c, b.ts, b.same ? "yes" : "NO"]),
+    ["BEHAVIOUR", "C echo_mpserv_fixed", "realfork serve", "SAME", ...peerNames],
+    ...r.behaviour.map((b) => [
+      b.what,
+      b.c,
+      b.ts,
+      b.same ? "yes" : "NO",
+      ...peerNames.map((p) => b.peers?.[p as keyof typeof b.peers] ?? ""),
+    ]),
   ]);
+  const skipped = (r.peers?.skipped ?? []).map((s) => `skipped ${s.server}: ${s.reason}\n`).join("");
   if (r.figures.length === 0)
-    return `realfork compare (${machineLine()})\n\n${behaviour.join("\n")}\n\nSpeed not measured: the behaviour differs.\n`;
+    return `realfork compare (${machineLine()})\n\n${behaviour.join("\n")}\n\nSpeed not measured: the behaviour differs.\n${skipped}`;
   const rounds = r.figures[0]?.c.length ?? 0;
   const figures = table([
     ["FIGURE", `C (median of ${rounds})`, "realfork", "TS/C"],
     ...r.figures.map((f) => [f.what, number(f.cMedian, f.unit), number(f.tsMedian, f.unit), ratio(f)]),
   ]);
-  return `realfork compare (${machineLine()})\n\n${behaviour.join("\n")}\n\n${figures.join("\n")}\n`;
+  const peers = r.peers ? `\n${renderPeers(r.peers.rows, rounds).join("\n")}\n${skipped}` : "";
+  return `realfork compare (${machineLine()})\n\n${behaviour.join("\n")}\n\n${figures.join("\n")}\n${peers}`;
+}
+
+/** The peer table: one row per server, grouped, with realfork's ratio to each. */
+function renderPeers(rows: PeerRow[], rounds: number): string[] {
+  const lines: string[][] = [
+    [
+      "SHORT CONNECTIONS",
+      `conn/s (median of ${rounds})`,
+      "range",
+      "latency p50",
+      "CPU/conn",
+      "child USS",
+      "realfork/it",
+    ],
+  ];
+  let group = "";
+  for (const p of rows) {
+    if (p.group !== group) {
+      group = p.group;
+      lines.push([`${group}:`, "", "", "", "", "", ""]);
+    }
+    lines.push([
+      `  ${p.label}`,
+      p.median.toFixed(0),
+      `${Math.min(...p.connsPerSec).toFixed(0)}-${Math.max(...p.connsPerSec).toFixed(0)}`,
+      number(p.latencyP50Us, "us"),
+      number(p.cpuMs, "ms"),
+      number(p.childUssKb, "kB"),
+      p.realforkRatio === null ? "" : `${p.realforkRatio.toFixed(2)}x`,
+    ]);
+  }
+  return table(lines);
 }
