@@ -226,11 +226,15 @@ function descriptorGrowth(looks: Look[]): Item | null {
   const root = before?.snap.root;
   const table = (l: Look | undefined) => l?.snap.processes.find((p) => p.pid === root)?.descriptors ?? [];
   if (!before || after.length < 2 || root === undefined) return null;
-  const had = new Set(table(before).map((d) => `${d.fd} ${d.target}`));
-  const counts = after.map((l) => table(l).length);
-  if (!counts.every((n) => n > table(before).length)) return null;
+  const key = (d: { fd: number; target: string }) => `${d.fd} ${d.target}`;
+  const had = new Set(table(before).map(key));
+  if (!after.every((l) => table(l).length > table(before).length)) return null;
+  // New descriptors that both looks after the probes show: under other load the
+  // acceptor holds some connection at any moment, never the same one for long.
+  const kept = new Set(table(after.at(-2)).map(key));
   const last = after.at(-1) as Look;
-  const grown = table(last).filter((d) => !had.has(`${d.fd} ${d.target}`));
+  const grown = table(last).filter((d) => !had.has(key(d)) && kept.has(key(d)));
+  if (grown.length === 0) return null;
   const sockets = new Map(last.snap.sockets.map((s) => [s.inode, s]));
   return {
     kind: "descriptor-growth",
@@ -286,18 +290,17 @@ function words(item: Item, looks: Look[]): Finding {
             : "close(clnt_sock) when read() returns 0 (EOF)",
       };
     case "zombie": {
-      const ages = evidence.map((e) => {
-        const seen = looks.filter((l) => l.states.get(e.pid)?.state === "Z");
-        const first = seen[0];
-        const last = seen.at(-1);
-        const started = last?.states.get(e.pid)?.ageSeconds;
-        const span = first && last ? (last.at - first.at) / 1000 : 0;
-        return `${e.pid} (started ${started === null || started === undefined ? "?" : started.toFixed(1)} s ago, a zombie for at least ${span.toFixed(1)} s)`;
-      });
+      const zombieLooks = looks.filter((l) => evidence.some((e) => l.states.get(e.pid)?.state === "Z"));
+      const span = ((zombieLooks.at(-1)?.at ?? 0) - (zombieLooks[0]?.at ?? 0)) / 1000;
+      const ages = evidence.flatMap((e) => zombieLooks.at(-1)?.states.get(e.pid)?.ageSeconds ?? []);
+      const started =
+        ages.length === 0
+          ? ""
+          : `, started ${Math.min(...ages).toFixed(1)}${ages.length > 1 ? ` to ${Math.max(...ages).toFixed(1)}` : ""} s ago`;
       return {
         kind,
         evidence,
-        message: `${pid} did not reap ${plural(n, "exited child", "exited children")}: ${ages.join(", ")}; each keeps its process-table entry until waited for`,
+        message: `${pid} did not reap ${plural(n, "exited child", "exited children")} (${evidence.map((e) => e.pid).join(", ")}${started}; zombies for at least ${span.toFixed(1)} s): each keeps its process-table entry until waited for`,
         fix: "in the SIGCHLD handler, call waitpid(-1, &status, WNOHANG) until it returns 0 or -1 (one signal can stand for several children)",
       };
     }
@@ -321,15 +324,19 @@ function words(item: Item, looks: Look[]): Finding {
  * Judges looks taken in time order. A finding is reported only when two
  * consecutive looks of one phase both show it: a correct server passes
  * through each mistake for an instant (the parent holds a connection between
- * fork() and its close(), a child exits before it is reaped). The
- * descriptor-growth judgement needs looks before and after probes.
+ * fork() and its close(), a child exits before it is reaped). Zombies count
+ * only from the last two looks. The descriptor-growth judgement needs looks
+ * before and after probes.
  */
 export function judge(looks: Look[]): Judgement {
   const pool = findWorkers(looks);
   const items: Item[] = [];
   for (let i = 1; i < looks.length; i++) {
     const [a, b] = [looks[i - 1] as Look, looks[i] as Look];
-    if (a.phase === b.phase && alive(b, b.snap.root)) items.push(...confirmed(itemsOf(a, !!pool), itemsOf(b, !!pool)));
+    if (a.phase !== b.phase || !alive(b, b.snap.root)) continue;
+    // A zombie counts only if the last two looks show it: a busy parent reaps late, not never.
+    const found = confirmed(itemsOf(a, !!pool), itemsOf(b, !!pool));
+    items.push(...(i === looks.length - 1 ? found : found.filter((x) => x.kind !== "zombie")));
   }
   const growth = descriptorGrowth(looks);
   if (growth) items.push(growth);
@@ -481,18 +488,33 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
       take("during");
     }
     await Promise.all(running.map((p) => p.finish()));
-    // Let the children that served the probes end (or not) before looking again.
-    const busy = (l: Look) => roles(l).children.length;
+    // Let the children that served the probes end before looking again (known
+    // workers stay); only their states are read meanwhile, which is cheap.
+    const during = looks.filter((l) => l.phase === "during").at(-1);
+    const ours = new Set(probes.map((p) => p.local));
+    const serving = during
+      ? roles(during)
+          .accepted.filter((s) => ours.has(s.remote))
+          .flatMap((s) => s.holders.map((h) => h.pid))
+          .filter((p) => p !== root)
+      : [];
+    const workers = new Set(findWorkers(looks)?.workers ?? []);
     const until = Date.now() + options.timeoutMs;
-    while (!exited && Date.now() < until) {
-      const l = look(root, "after");
-      if (!alive(l, root) || busy(l) <= busy(first)) break;
+    while (Date.now() < until) {
+      const states = processStates([...new Set(serving)]);
+      if (![...states.values()].some((s) => s.state !== "Z" && !workers.has(s.pid))) break;
       await sleep(50);
     }
     if (take("after")) {
       await sleep(settle);
       take("after");
     }
+  }
+  if (judge(looks).findings.some((f) => f.kind === "zombie")) {
+    // A parent under load may reap a second late; one that does not reap at all
+    // still has them after this.
+    await sleep(Math.max(settle, 1000));
+    take(looks.at(-1)?.phase ?? "after");
   }
   const { findings, pool } = judge(looks);
   const needsProbes: FindingKind[] = [];
@@ -513,9 +535,14 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
     findings,
     needsProbes,
     exited,
-    unreadable: looks.flatMap((l) =>
-      l.snap.processes.filter((p) => p.error && l.states.get(p.pid)?.state !== "Z").map((p) => `${p.pid}: ${p.error}`),
-    ),
+    // A process that ended between two reads is gone, not unreadable.
+    unreadable: [
+      ...new Set(
+        looks.flatMap((l) =>
+          l.snap.processes.filter((p) => p.error?.startsWith("permission denied")).map((p) => `${p.pid}: ${p.error}`),
+        ),
+      ),
+    ],
     unavailable: [...first.snap.unavailable, ...UNKNOWN_STATES],
   };
 }
