@@ -156,7 +156,7 @@ interface Item {
   evidence: Evidence[];
 }
 
-function itemsOf(l: Look, pool: boolean): Item[] {
+function itemsOf(l: Look, pool: boolean, forks: boolean): Item[] {
   const r = roles(l);
   const items: Item[] = [];
   const add = (kind: FindingKind, subject: number, evidence: Evidence[]) => {
@@ -171,9 +171,8 @@ function itemsOf(l: Look, pool: boolean): Item[] {
     );
   }
   // The acceptor holds a connection a child holds too, or one in CLOSE_WAIT in a
-  // tree that forks: the acceptor never reads a connection it handed over, so
-  // nobody will close that one.
-  const forks = r.children.length > 0 || r.zombies.length > 0 || pool;
+  // tree seen forking: the acceptor never reads a connection it handed over,
+  // so nobody will close that one.
   add(
     "connection-in-parent",
     r.root,
@@ -287,7 +286,9 @@ function words(item: Item, looks: Look[]): Finding {
         fix:
           isRoot && forks
             ? "close(clnt_sock) in the parent right after fork() (the child that reads EOF then closes the last reference)"
-            : "close(clnt_sock) when read() returns 0 (EOF)",
+            : isRoot
+              ? "close(clnt_sock) when read() returns 0 (EOF); a forking server's parent closes it right after fork()"
+              : "close(clnt_sock) when read() returns 0 (EOF)",
       };
     case "zombie": {
       const zombieLooks = looks.filter((l) => evidence.some((e) => l.states.get(e.pid)?.state === "Z"));
@@ -330,12 +331,13 @@ function words(item: Item, looks: Look[]): Finding {
  */
 export function judge(looks: Look[]): Judgement {
   const pool = findWorkers(looks);
+  const forks = looks.some((l) => l.snap.processes.length > 1);
   const items: Item[] = [];
   for (let i = 1; i < looks.length; i++) {
     const [a, b] = [looks[i - 1] as Look, looks[i] as Look];
     if (a.phase !== b.phase || !alive(b, b.snap.root)) continue;
     // A zombie counts only if the last two looks show it: a busy parent reaps late, not never.
-    const found = confirmed(itemsOf(a, !!pool), itemsOf(b, !!pool));
+    const found = confirmed(itemsOf(a, !!pool, forks), itemsOf(b, !!pool, forks));
     items.push(...(i === looks.length - 1 ? found : found.filter((x) => x.kind !== "zombie")));
   }
   const growth = descriptorGrowth(looks);
@@ -428,11 +430,11 @@ export interface CheckOptions {
 }
 
 /** The topmost process under `pid` that holds a listening socket (the acceptor), or `pid`. */
-function acceptorUnder(pid: number): number {
-  const { snap } = look(pid);
+function acceptorIn(snap: FdSnapshot): number {
   const listening = snap.sockets.filter((s) => s.state === "LISTEN");
-  if (listening.some((s) => s.holders.some((h) => h.pid === pid))) return pid;
-  return snap.processes.find((p) => listening.some((s) => s.holders.some((h) => h.pid === p.pid)))?.pid ?? pid;
+  const holds = (pid: number) => listening.some((s) => s.holders.some((h) => h.pid === pid));
+  if (holds(snap.root)) return snap.root;
+  return snap.processes.find((p) => holds(p.pid))?.pid ?? snap.root;
 }
 
 /**
@@ -441,7 +443,7 @@ function acceptorUnder(pid: number): number {
  * CheckTargetError when they cannot be checked.
  */
 export async function checkServer(pid: number, options: CheckOptions): Promise<CheckReport> {
-  const root = acceptorUnder(pid);
+  let root = pid;
   const settle = options.settleMs ?? 300;
   const looks: Look[] = [];
   let exited: CheckReport["exited"] = null;
@@ -456,6 +458,12 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
     return true;
   };
   if (!take("before")) throw new CheckTargetError(`no process ${root}`);
+  const acceptor = acceptorIn((looks[0] as Look).snap);
+  if (acceptor !== root) {
+    root = acceptor;
+    looks.length = 0;
+    if (!take("before")) throw new CheckTargetError(`no process ${root}`);
+  }
   const first = looks[0] as Look;
   const rootEntry = first.snap.processes[0];
   if (rootEntry?.error) {
