@@ -1,9 +1,9 @@
-import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CheckTargetError, checkServer, renderCheck } from "../../inspect/check.js";
 import { tcpSockets } from "../../inspect/fdtable/linux.js";
 import { listenerOwner } from "../../inspect/fdtable.js";
 import { warn, writeAll } from "../../lib/output.js";
+import { processExists } from "./fds.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const CHECK_USAGE = `Usage: realfork check <pid> [options]
@@ -81,19 +81,8 @@ function target(port: number | undefined, pidText: string | undefined): number {
     );
   }
   const pid = Number(pidText);
-  if (process.platform === "linux" ? !existsSync(`/proc/${pid}`) : !pidExists(pid)) {
-    throw new CheckTargetError(`no process ${pid}`);
-  }
+  if (!processExists(pid)) throw new CheckTargetError(`no process ${pid}`);
   return pid;
-}
-
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 export async function checkCommand(argv: string[]): Promise<void> {
