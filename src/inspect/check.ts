@@ -125,6 +125,7 @@ function findWorkers(looks: Look[]): Judgement["pool"] {
   const workers = new Set<number>();
   const how = new Set<string>();
   let idleBefore = new Set<number>();
+  let previous: Look | undefined;
   for (const l of looks) {
     const r = roles(l);
     const idle = new Set<number>();
@@ -138,13 +139,15 @@ function findWorkers(looks: Look[]): Judgement["pool"] {
       }
       if (held(r.accepted, pid).length === 0) {
         idle.add(pid);
-        if (idleBefore.has(pid)) {
+        // Two looks, not one look twice (judgeSnapshot).
+        if (idleBefore.has(pid) && l !== previous) {
           workers.add(pid);
           how.add("held the listener and no connection at two looks");
         }
       }
     }
     idleBefore = idle;
+    previous = l;
   }
   return workers.size > 0 ? { workers: [...workers].sort((a, b) => a - b), how: [...how] } : null;
 }
