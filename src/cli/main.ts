@@ -3,6 +3,7 @@ import { pathToFileURL } from "node:url";
 import { SyscallError } from "../lib/errors.js";
 import { warn } from "../lib/output.js";
 import { benchCommand } from "./commands/bench.js";
+import { checkCommand } from "./commands/check.js";
 import { clientCommand } from "./commands/client.js";
 import { compareCommand } from "./commands/compare.js";
 import { demoCommand } from "./commands/demo.js";
@@ -20,6 +21,7 @@ Commands
   serve <port>          the accept-then-fork echo server (echo_mpserv.c)
   client <ip> <port>    the fork-split echo client (echo_mpclient.c)
   fds <pid>             who holds which descriptor: the reference counts
+  check <pid>           find descriptor leaks, zombies and CLOSE_WAIT in a forking server
   demo                  the story of one connection, told with real fd tables
   bench                 drive one server with the C load generator; what fork costs
   compare               the C server and realfork serve side by side: behaviour, then speed
@@ -32,6 +34,7 @@ Examples
   $ realfork serve 9190
   $ realfork client 127.0.0.1 9190
   $ realfork fds --port 9190 --watch
+  $ realfork check --port 9190 --probe 3
   $ realfork compare --prefork 8
 `;
 
@@ -41,6 +44,7 @@ const commands: Record<string, Command> = {
   serve: serveCommand,
   client: clientCommand,
   fds: fdsCommand,
+  check: checkCommand,
   demo: demoCommand,
   bench: benchCommand,
   compare: compareCommand,

@@ -21,6 +21,8 @@ export interface Evidence {
   state?: string;
   local?: string;
   remote?: string | null;
+  /** What the kernel calls a descriptor that is not a TCP socket ("pipe:[99]", a path). */
+  target?: string;
 }
 
 export interface Finding {

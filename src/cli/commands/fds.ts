@@ -61,7 +61,7 @@ export async function fdsCommand(argv: string[]): Promise<void> {
       throw new UsageError(`<pid> must be a process id, not '${pidText}'`, FDS_USAGE);
     const pid = Number(pidText);
     target = () => {
-      if (process.platform === "linux" ? !existsSync(`/proc/${pid}`) : !pidExists(pid)) {
+      if (!processExists(pid)) {
         throw new NotFoundError(`no process ${pid}`);
       }
       return pid;
@@ -78,7 +78,9 @@ export async function fdsCommand(argv: string[]): Promise<void> {
   await watch(render, intOption("--interval", values.interval, 250, 20, 60_000, FDS_USAGE), !values.json);
 }
 
-function pidExists(pid: number): boolean {
+/** Whether `pid` exists (one we may not signal exists too); shared by fds and check. */
+export function processExists(pid: number): boolean {
+  if (process.platform === "linux") return existsSync(`/proc/${pid}`);
   try {
     process.kill(pid, 0);
     return true;
