@@ -6,6 +6,7 @@ import { compareCommand } from "./commands/compare.js";
 import { demoCommand } from "./commands/demo.js";
 import { fdsCommand } from "./commands/fds.js";
 import { serveCommand } from "./commands/serve.js";
+import { stepCommand } from "./commands/step.js";
 import { UsageError } from "./commands/usage.js";
 
 export const HELP = `realfork: real fork() for Node.js, with the descriptors made visible
@@ -18,6 +19,7 @@ Commands
   client <ip> <port>    the fork-split echo client (echo_mpclient.c)
   fds <pid>             who holds which descriptor: the reference counts
   demo                  the story of one connection, told with real fd tables
+  step <pid>            let a process of serve --step or client --step go on
   bench                 drive one server with the C load generator; what fork costs
   compare               the C server and realfork serve side by side: behaviour, then speed
   help                  this text
@@ -41,6 +43,7 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   bench: benchCommand,
   compare: compareCommand,
+  step: stepCommand,
 };
 
 /** Runs the CLI; sets process.exitCode, never calls process.exit. */
