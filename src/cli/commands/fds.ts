@@ -1,7 +1,9 @@
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { renderDot } from "../../inspect/dot.js";
 import { listenerOwner, snapshot } from "../../inspect/fdtable.js";
 import { renderSnapshot } from "../../inspect/fdview.js";
+import { pictureModel, renderSvg } from "../../inspect/picture.js";
 import { writeAll } from "../../lib/output.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
@@ -20,11 +22,16 @@ Options
   --watch           redraw when anything changes (Ctrl-C ends)
   --interval MS     how often --watch looks (default 250)
   --sockets         only stdio and sockets (hide the runtime's epoll, eventfds, pipes)
+  --svg             a picture (SVG on stdout): processes, their descriptors, the
+                    sockets they refer to with state, endpoints and refs
+  --dot             the same picture as Graphviz DOT (render with: dot -Tpng)
   -h, --help        this text
 
 Examples
   $ realfork fds 4242
   $ realfork fds --port 9190 --watch
+  $ realfork fds --port 9190 --svg > fds.svg
+  $ realfork fds 4242 --dot | dot -Tpng > fds.png
   $ realfork fds --port 9190 --json | jq '.sockets[] | {local, state, refs: (.holders | length)}'`;
 
 const options = {
@@ -33,6 +40,8 @@ const options = {
   watch: { type: "boolean" },
   interval: { type: "string" },
   sockets: { type: "boolean" },
+  svg: { type: "boolean" },
+  dot: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -46,6 +55,10 @@ export async function fdsCommand(argv: string[]): Promise<void> {
     process.stdout.write(`${FDS_USAGE}\n`);
     return;
   }
+  const formats = (["json", "svg", "dot"] as const).filter((f) => values[f]);
+  if (formats.length > 1) throw new UsageError(`choose one of --${formats.join(", --")}`, FDS_USAGE);
+  if (values.watch && (values.svg || values.dot))
+    throw new UsageError("--watch redraws text; a picture is one snapshot (leave out --watch)", FDS_USAGE);
   let target: () => number;
   if (values.port !== undefined) {
     positionals(pos, [], FDS_USAGE);
@@ -69,6 +82,8 @@ export async function fdsCommand(argv: string[]): Promise<void> {
   }
   const render = () => {
     const snap = snapshot(target());
+    if (values.svg) return renderSvg(pictureModel(snap));
+    if (values.dot) return renderDot(pictureModel(snap));
     return values.json ? `${JSON.stringify(snap, null, 2)}\n` : renderSnapshot(snap, { all: !values.sockets });
   };
   if (!values.watch) {
