@@ -57,10 +57,15 @@ export class Stepper {
     const made = native.mkfifo(fifo, 0o600);
     if (made < 0 && made !== -os.errno.EEXIST) throw new SyscallError(made, "mkfifo");
     this.#out(`step [${role} ${pid}] ${step}: ${detail}; go on: realfork step ${pid}`);
-    const fd = native.open(fifo, native.constants.O_RDONLY);
-    if (fd < 0) throw new SyscallError(fd, "open");
-    native.read(fd, Buffer.alloc(16), 0, 16);
-    native.close(fd);
+    // Only a byte lets it go on. The writer that let the previous step go on
+    // may still have the FIFO open: then open() returns at once and read()
+    // sees that writer's close as EOF, which is no word to go on: wait again.
+    for (let got = 0; got <= 0; ) {
+      const fd = native.open(fifo, native.constants.O_RDONLY);
+      if (fd < 0) throw new SyscallError(fd, "open");
+      got = native.read(fd, Buffer.alloc(16), 0, 16);
+      native.close(fd);
+    }
     if (last) rmSync(fifo, { force: true });
   }
 
@@ -78,7 +83,7 @@ export class Stepper {
 type Texts<T extends { step: string }> = { [K in T["step"]]: (s: Extract<T, { step: K }>) => string };
 
 const SERVER_STEPS: Texts<ServerStep> = {
-  listening: (s) => `socket(), bind(), listen(): listening socket fd ${s.listener}`,
+  listening: (s) => `socket(), bind(), listen(): listening socket fd ${s.listener} on ${s.address}:${s.port}`,
   accepted: (s) => `accept() -> fd ${s.conn} (client ${s.peer})`,
   forked: (s) => `fork() -> child ${s.child}; the parent still holds fd ${s.conn}`,
   "parent-closed": (s) => `close(${s.conn}) of the connected socket in the parent`,
