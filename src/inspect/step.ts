@@ -8,7 +8,17 @@
 // blocks until a writer opens it; `realfork step PID` is that writer. While
 // the process waits, it holds no extra descriptor (open() has not returned),
 // so the tables show only what the program itself holds.
-import { closeSync, constants, lstatSync, mkdtempSync, openSync, readdirSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { constants as os, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -50,33 +60,34 @@ export class Stepper {
     return native.getpid() === this.#root;
   }
 
-  /** Says where this process is, then blocks until `realfork step <pid>`; after its `last` step the FIFO goes. */
-  wait(role: string, step: string, detail: string, last = false): void {
+  /** Says where this process is, then blocks until `realfork step <pid>` has written a byte to its FIFO. */
+  wait(role: string, step: string, detail: string): void {
     const pid = native.getpid();
     const fifo = join(this.dir, String(pid));
     const made = native.mkfifo(fifo, 0o600);
     if (made < 0 && made !== -os.errno.EEXIST) throw new SyscallError(made, "mkfifo");
     this.#out(`step [${role} ${pid}] ${step}: ${detail}; go on: realfork step ${pid}`);
-    // Only a byte lets it go on. The writer that let the previous step go on
-    // may still have the FIFO open: then open() returns at once and read()
-    // sees that writer's close as EOF, which is no word to go on: wait again.
+    // Only a byte lets it go on: a writer that opens and closes without
+    // writing (or one that left an old FIFO open) reads as EOF: wait again.
     for (let got = 0; got <= 0; ) {
       const fd = native.open(fifo, native.constants.O_RDONLY);
       if (fd < 0) throw new SyscallError(fd, "open");
       got = native.read(fd, Buffer.alloc(16), 0, 16);
       native.close(fd);
     }
-    if (last) rmSync(fifo, { force: true });
+    // A new FIFO for each step: the writer waits for this unlink to know the
+    // byte was taken, and a later writer cannot reach this step's pipe.
+    rmSync(fifo, { force: true });
   }
 
   /** EchoServer's onStep: every step of the fork-per-connection loop waits. */
   onServerStep = (s: ServerStep): void => {
-    this.wait(this.inRoot ? "parent" : "child", s.step, SERVER_STEPS[s.step](s as never), s.step === "child-exiting");
+    this.wait(this.inRoot ? "parent" : "child", s.step, SERVER_STEPS[s.step](s as never));
   };
 
   /** runClient's onStep: the reader (parent) and the writer (child) wait at each step. */
   onClientStep = (s: ClientStep): void => {
-    this.wait(this.inRoot ? "reader" : "writer", s.step, CLIENT_STEPS[s.step](s as never), s.step === "writer-closed");
+    this.wait(this.inRoot ? "reader" : "writer", s.step, CLIENT_STEPS[s.step](s as never));
   };
 }
 
@@ -118,7 +129,7 @@ export function stepFifo(pid: number): string | null {
   return null;
 }
 
-/** The pids that have a FIFO now (waiting, or between two steps). */
+/** The pids that wait at a step now (each has its FIFO while it waits). */
 export function steppedPids(): number[] {
   const base = tmpdir();
   const pids: number[] = [];
@@ -132,34 +143,52 @@ export function steppedPids(): number[] {
 }
 
 /**
- * Lets a stepped process go on from the step it waits at. A process that
- * printed its step line but has not reached open() yet is waited for, up to
- * `patienceMs`; one that runs between steps gets ENXIO that long, then an error.
+ * Lets a stepped process go on from the step it waits at, and returns once it
+ * has left it. A process between two steps (running, or printing its step
+ * line) is waited for up to `patienceMs`.
  */
 export async function goOn(pid: number, patienceMs = 2000): Promise<void> {
-  const fifo = stepFifo(pid);
-  if (fifo === null)
-    throw new StepError(`process ${pid} is not stepped (no ${join(tmpdir(), `${STEP_DIR_PREFIX}*`, String(pid))})`);
   const until = performance.now() + patienceMs;
   for (;;) {
-    try {
-      // O_NONBLOCK: with no reader the open fails at once (ENXIO) instead of
-      // blocking this command until the process comes to its next step.
-      const fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    const fifo = stepFifo(pid);
+    const fd = fifo === null ? null : openWriter(fifo);
+    if (fifo !== null && fd !== null) {
       try {
+        const ino = fstatSync(fd).ino;
         writeSync(fd, "\n");
+        // Closed before the process has read it, the byte would go with the
+        // pipe; and a second go-on could land in the same step. The process
+        // removes its FIFO once it has the byte.
+        for (let i = 0; i < 2000 && sameFile(fifo, ino) && alive(pid); i++) await sleep(5);
       } finally {
         closeSync(fd);
       }
       return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT" || (code === "ENXIO" && !alive(pid)))
-        throw new StepError(`process ${pid} is no longer stepped (it has ended)`);
-      if (code !== "ENXIO") throw err;
-      if (performance.now() > until) throw new StepError(`process ${pid} is not waiting at a step (it is running)`);
     }
+    if (!alive(pid)) throw new StepError(`process ${pid} is not running`);
+    if (performance.now() > until) throw new StepError(`process ${pid} is not waiting at a step`);
     await sleep(10);
+  }
+}
+
+/** The FIFO opened for writing, or null when no process waits on it (ENXIO) or it has just gone (ENOENT). */
+function openWriter(fifo: string): number | null {
+  try {
+    // O_NONBLOCK: with no reader the open fails at once instead of blocking
+    // until the process comes to its next step.
+    return openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENXIO" || code === "ENOENT") return null;
+    throw err;
+  }
+}
+
+function sameFile(path: string, ino: number): boolean {
+  try {
+    return lstatSync(path).ino === ino;
+  } catch {
+    return false;
   }
 }
 
