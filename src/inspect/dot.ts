@@ -1,9 +1,7 @@
 // The descriptor picture as Graphviz DOT (`realfork fds PID --dot | dot -Tsvg`):
 // the same model as the SVG, laid out by Graphviz from left (processes) to
 // right (sockets), one edge per descriptor, findings in red.
-import { escapeXml, findingText, type PictureModel, refsText, socketLines } from "./picture.js";
-
-const RED = "#d01c1c";
+import { escapeXml, findingText, type PictureModel, FINDING_COLOUR as RED, refsText, socketLines } from "./picture.js";
 
 function quote(text: string): string {
   return `"${text.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;

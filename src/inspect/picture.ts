@@ -141,7 +141,9 @@ const SOCK_W = 320;
 const GAP = 16;
 const WIDTH = SOCK_X + SOCK_W + 20;
 const COLORS: Record<string, string> = { LISTEN: "#1f5fbf", ESTABLISHED: "#1b8a3a" };
-const RED = "#d01c1c";
+/** Findings are drawn in this red. */
+export const FINDING_COLOUR = "#d01c1c";
+const RED = FINDING_COLOUR;
 
 export function escapeXml(text: string): string {
   return text.replace(/[<>&"']/g, (c) => `&${{ "<": "lt", ">": "gt", "&": "amp", '"': "quot", "'": "apos" }[c]};`);
