@@ -20,7 +20,7 @@ export interface PictureOptions {
   caption?: string;
   /** What `check` found in this snapshot: its evidence is drawn in red. */
   findings?: Finding[];
-  /** Role names by pid; default: the root is "parent", a holder of the root's listener "worker", others "child". */
+  /** Role names by pid (e.g. "worker" for serve --prefork); default: the root is "parent", the others "child". */
   roles?: ReadonlyMap<number, string>;
 }
 
@@ -60,16 +60,9 @@ export function pictureModel(snap: FdSnapshot, options: PictureOptions = {}): Pi
   const findings = options.findings ?? [];
   const evidence = findings.flatMap((f) => f.evidence);
   const flaggedFd = (pid: number, fd: number) => evidence.some((e) => e.pid === pid && e.fd === fd);
-  const listeners = new Set(
-    snap.sockets.filter((s) => s.state === "LISTEN" && s.holders.some((h) => h.pid === snap.root)).map((s) => s.inode),
-  );
-  const roleOf = (p: ProcessEntry) =>
-    options.roles?.get(p.pid) ??
-    (p.pid === snap.root
-      ? "parent"
-      : p.descriptors.some((d) => d.inode !== null && listeners.has(d.inode))
-        ? "worker"
-        : "child");
+  // The kernel cannot tell a --prefork worker from a child that forgot to
+  // close the listener (both hold it): callers that know say so in `roles`.
+  const roleOf = (p: ProcessEntry) => options.roles?.get(p.pid) ?? (p.pid === snap.root ? "parent" : "child");
   const processes = snap.processes.map((p) => {
     const shown = p.descriptors.filter((d) => d.fd <= 2 || d.type === "tcp" || d.type === "socket");
     const rows: PictureRow[] = shown.map((d) => ({
