@@ -144,6 +144,8 @@ describe("client --step", () => {
       await at(p, "writer", "half-closed");
       const conn = conns[0];
       if (conn && !conn.readableEnded) await new Promise((r) => conn.once("end", r));
+      // The server's ACK of our FIN may be delayed a moment: FIN_WAIT1 until it comes.
+      for (let i = 0; i < 200 && mine()[0]?.state === "FIN_WAIT1"; i++) await sleep(10);
       const [half] = mine();
       expect(half?.state).not.toBe("ESTABLISHED");
       expect(half?.holders.map((h) => h.pid)).toEqual([reader, writer]);

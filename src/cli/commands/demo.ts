@@ -446,8 +446,11 @@ async function tellClient(t: Teller): Promise<void> {
     t.say(`    ${client.stdout.trim()}\n`);
     client.child.stdin?.end("q\n");
     await client.at("half-closed");
-    // The server has read the FIN (and acknowledged it) before the table is read.
+    // The server has read the FIN; its ACK may be delayed a moment (the
+    // socket is in delayed-ACK mode): FIN_WAIT1 until it comes, FIN_WAIT2 after.
     await sawEnd;
+    for (let i = 0; i < 200 && snapshot(readerPid).sockets.some((s) => onPort(s, port) && s.state === "FIN_WAIT1"); i++)
+      await sleep(10);
     tell("half-closed", `writer ${writer.pid}`);
     await goOn(writer.pid);
     await client.at("writer-closed");
