@@ -34,7 +34,7 @@ describe("realfork demo", () => {
     const dir = mkdtempSync(join(tmpdir(), "realfork-demo-test-"));
     dirs.push(dir);
     const p = spawnTracked(cli, ["demo", "--json", "--svg", join(dir, "pictures")]);
-    expect(await p.exited(90_000)).toEqual({ code: 0, signal: null });
+    expect(await p.exited(150_000)).toEqual({ code: 0, signal: null });
     expect(p.stderr()).toBe("");
     const records = p
       .stdout()
@@ -107,11 +107,11 @@ describe("realfork demo", () => {
       expect(inkedPixels(decodePng(png)), f).toBeGreaterThan(5000);
     }
     expect(readFileSync(join(dir, "pictures", files[2] as string), "utf8")).toMatch(/>refs 2<[\s\S]*>refs 2</);
-  });
+  }, 200_000);
 
   it("prints a readable story on defaults", async () => {
     const p = spawnTracked(cli, ["demo"]);
-    expect(await p.exited(90_000)).toEqual({ code: 0, signal: null });
+    expect(await p.exited(150_000)).toEqual({ code: 0, signal: null });
     expect(p.stdout()).toContain("PART 1: the correct server");
     expect(p.stdout()).toMatch(/Step 3 \[parent (\d+) and child (\d+)\] fork\(\)/);
     expect(p.stdout()).toMatch(/LISTEN .* refs 2 {2}holders (\d+):\d+ (\d+):\d+\n/);
@@ -119,7 +119,7 @@ describe("realfork demo", () => {
     expect(p.stdout()).toContain("The client has NOT seen EOF");
     expect(p.stdout()).toContain("PART 4: the split client");
     expect(p.stderr()).toBe("");
-  });
+  }, 200_000);
 
   it("says so when it cannot write its pictures, before it starts anything", async () => {
     const dir = mkdtempSync(join(tmpdir(), "realfork-demo-test-"));

@@ -1,8 +1,9 @@
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { snapshot } from "../src/inspect/fdtable.js";
-import { goOn, STEP_DIR_PREFIX } from "../src/inspect/step.js";
+import { goOn } from "../src/inspect/step.js";
 import { cli } from "./helpers/paths.js";
 import { sleep, spawnTracked, type Tracked, useLeftoverCheck } from "./helpers/processes.js";
 import { open } from "./helpers/servers.js";
@@ -29,10 +30,6 @@ async function stopStepped(p: Tracked): Promise<void> {
     await sleep(20);
   }
   expect(await ended).toEqual({ code: 0, signal: null });
-}
-
-function stepDirs(): string[] {
-  return readdirSync(tmpdir()).filter((n) => n.startsWith(STEP_DIR_PREFIX));
 }
 
 describe("serve --step", () => {
@@ -98,11 +95,15 @@ describe("serve --step", () => {
   });
 
   it("refuses --step with --prefork: workers take no per-connection steps", async () => {
-    const before = stepDirs();
-    const p = spawnTracked(cli, ["serve", "0", "--step", "--prefork", "2"]);
-    expect(await p.exited()).toEqual({ code: 2, signal: null });
-    expect(p.stderr()).toContain("--step applies to the fork-per-connection server, not to --prefork");
-    expect(stepDirs()).toEqual(before);
+    const tmp = mkdtempSync(join(tmpdir(), "realfork-step-test-"));
+    try {
+      const p = spawnTracked(cli, ["serve", "0", "--step", "--prefork", "2"], { env: { ...process.env, TMPDIR: tmp } });
+      expect(await p.exited()).toEqual({ code: 2, signal: null });
+      expect(p.stderr()).toContain("--step applies to the fork-per-connection server, not to --prefork");
+      expect(readdirSync(tmp)).toEqual([]);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });
 
