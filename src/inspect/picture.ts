@@ -253,6 +253,7 @@ export function renderSvg(model: PictureModel): string {
   return [
     `<?xml version="1.0" encoding="UTF-8"?>`,
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="DejaVu Sans Mono, Menlo, monospace" font-size="${FONT}">`,
+    `<title>${escapeXml(model.title)}</title>`,
     "<defs>",
     ...["grey", "red"].map(
       (c) =>
