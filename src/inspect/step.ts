@@ -27,6 +27,7 @@ import { SyscallError } from "../lib/errors.js";
 import { native } from "../lib/native.js";
 import { writeAll } from "../lib/output.js";
 import type { ServerStep } from "../lib/server.js";
+import { processExists } from "./fdtable.js";
 
 /** The FIFOs of one stepped program live in `$TMPDIR/realfork-step-XXXXXX/<pid>`. */
 export const STEP_DIR_PREFIX = "realfork-step-";
@@ -159,13 +160,13 @@ export async function goOn(pid: number, patienceMs = 2000): Promise<void> {
         // Closed before the process has read it, the byte would go with the
         // pipe; and a second go-on could land in the same step. The process
         // removes its FIFO once it has the byte.
-        for (let i = 0; i < 2000 && sameFile(fifo, ino) && alive(pid); i++) await sleep(5);
+        for (let i = 0; i < 2000 && sameFile(fifo, ino) && processExists(pid); i++) await sleep(5);
       } finally {
         closeSync(fd);
       }
       return;
     }
-    if (!alive(pid)) throw new StepError(`process ${pid} is not running`);
+    if (!processExists(pid)) throw new StepError(`process ${pid} is not running`);
     if (performance.now() > until) throw new StepError(`process ${pid} is not waiting at a step`);
     await sleep(10);
   }
@@ -189,15 +190,6 @@ function sameFile(path: string, ino: number): boolean {
     return lstatSync(path).ino === ino;
   } catch {
     return false;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { renderDot } from "../../inspect/dot.js";
-import { listenerOwner, snapshot } from "../../inspect/fdtable.js";
+import { listenerOwner, processExists, snapshot } from "../../inspect/fdtable.js";
 import { renderSnapshot } from "../../inspect/fdview.js";
 import { pictureModel, renderSvg } from "../../inspect/picture.js";
 import { writeAll } from "../../lib/output.js";
@@ -74,7 +74,7 @@ export async function fdsCommand(argv: string[]): Promise<void> {
       throw new UsageError(`<pid> must be a process id, not '${pidText}'`, FDS_USAGE);
     const pid = Number(pidText);
     target = () => {
-      if (process.platform === "linux" ? !existsSync(`/proc/${pid}`) : !pidExists(pid)) {
+      if (process.platform === "linux" ? !existsSync(`/proc/${pid}`) : !processExists(pid)) {
         throw new NotFoundError(`no process ${pid}`);
       }
       return pid;
@@ -91,15 +91,6 @@ export async function fdsCommand(argv: string[]): Promise<void> {
     return;
   }
   await watch(render, intOption("--interval", values.interval, 250, 20, 60_000, FDS_USAGE), !values.json);
-}
-
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Redraws whenever the rendering changes; ends on SIGINT/SIGTERM or when the process is gone. */
