@@ -31,6 +31,7 @@ Examples
   $ realfork serve 9190
   $ realfork client 127.0.0.1 9190
   $ realfork fds --port 9190 --watch
+  $ realfork serve 9190 --step        # then, in another terminal: realfork step PID
   $ realfork compare --prefork 8
 `;
 
