@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -44,6 +44,10 @@ describe("serve --step", () => {
     expect(parent).toBe(p.pid);
     const dir = /echo > (\S+)\/PID/.exec(p.stderr())?.[1] as string;
     expect(existsSync(`${dir}/${parent}`)).toBe(true);
+    // Waiting is sleeping in open(), not being stopped: a shell does not see its job stop (state T).
+    const state = () => readFileSync(`/proc/${parent}/stat`, "utf8").replace(/^.*\) /s, "")[0];
+    for (let i = 0; i < 100 && state() === "R"; i++) await sleep(10);
+    expect(state()).toBe("S");
     const list = spawnTracked(cli, ["step"]);
     expect(await list.exited()).toEqual({ code: 0, signal: null });
     expect(list.stdout().split("\n")).toContain(String(parent));
