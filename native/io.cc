@@ -1,5 +1,6 @@
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/syscall.h>
@@ -54,6 +55,15 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     r = open(path.c_str(), flags, 0666);
   } while (r < 0 && errno == EINTR);
   return r < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), r);
+}
+
+// mkfifo(3): serve --step waits on one (Node has no API for it).
+Napi::Value MkFifo(const Napi::CallbackInfo& info) {
+  std::string path;
+  int mode;
+  if (!ArgString(info, 0, &path) || !ArgInt(info, 1, &mode)) return {};
+  int r = mkfifo(path.c_str(), static_cast<mode_t>(mode));
+  return r < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), 0);
 }
 
 // close_range(2), Linux 5.9+: one call closes a whole span of descriptors,
@@ -147,6 +157,7 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("write", Napi::Function::New(env, Transfer<WriteOp>, "write"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("mkfifo", Napi::Function::New(env, MkFifo, "mkfifo"));
   exports.Set("closeRange", Napi::Function::New(env, CloseRange, "closeRange"));
   exports.Set("dup", Napi::Function::New(env, Dup, "dup"));
   exports.Set("dup2", Napi::Function::New(env, Dup2, "dup2"));

@@ -9,6 +9,7 @@ import { compareCommand } from "./commands/compare.js";
 import { demoCommand } from "./commands/demo.js";
 import { fdsCommand } from "./commands/fds.js";
 import { serveCommand } from "./commands/serve.js";
+import { stepCommand } from "./commands/step.js";
 import { UsageError } from "./commands/usage.js";
 import { ensureCliFlags } from "./node-flags.js";
 
@@ -23,6 +24,7 @@ Commands
   fds <pid>             who holds which descriptor: the reference counts
   check <pid>           find descriptor leaks, zombies and CLOSE_WAIT in a forking server
   demo                  the story of one connection, told with real fd tables
+  step <pid>            let a process of serve --step or client --step go on
   bench                 drive one server with the C load generator; what fork costs
   compare               the C server and realfork serve side by side: behaviour, then speed
   help                  this text
@@ -35,6 +37,7 @@ Examples
   $ realfork client 127.0.0.1 9190
   $ realfork fds --port 9190 --watch
   $ realfork check --port 9190 --probe 3
+  $ realfork serve 9190 --step        # then, in another terminal: realfork step PID
   $ realfork compare --prefork 8
 `;
 
@@ -48,6 +51,7 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   bench: benchCommand,
   compare: compareCommand,
+  step: stepCommand,
 };
 
 /** Runs the CLI; sets process.exitCode, never calls process.exit. */

@@ -95,3 +95,13 @@ export function listeningPorts(pid: number): number[] {
     .filter((d) => d.state === "LISTEN" && d.local)
     .map((d) => Number(d.local?.slice(d.local.lastIndexOf(":") + 1)));
 }
+
+/** Whether `pid` exists (a zombie does), whoever owns it. */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -27,7 +27,22 @@ export interface ClientOptions {
    * signal handler can run). The writer is then ended and reaped.
    */
   stopFd?: number;
+  /** Called at each step, in the process that takes it (the reader is the parent, the writer the child). */
+  onStep?: (step: ClientStep) => void;
 }
+
+export type ClientStep =
+  | { step: "connected"; sock: number }
+  | { step: "forked"; sock: number; child: number }
+  /** In the writer, right after fork(), before it closes anything. */
+  | { step: "child-forked"; sock: number }
+  /** In the writer, after shutdown(SHUT_WR) (or, with closeInsteadOfShutdown, never). */
+  | { step: "half-closed"; sock: number }
+  /** In the writer, after its close() of the socket. */
+  | { step: "writer-closed"; sock: number }
+  /** In the reader, after EOF and its close() of the socket. */
+  | { step: "reader-closed"; sock: number }
+  | { step: "reaped"; child: number };
 
 export interface ClientResult {
   /** 0 when both halves ended normally. */
@@ -52,7 +67,7 @@ const QUIT = [Buffer.from("q\n"), Buffer.from("Q\n")];
  * connection cannot be made.
  */
 export function runClient(options: ClientOptions): ClientResult {
-  const { host, port } = options;
+  const { host, port, onStep } = options;
   const sock = posix.socket(
     isIP(host) === 6 ? native.constants.AF_INET6 : native.constants.AF_INET,
     native.constants.SOCK_STREAM,
@@ -63,6 +78,7 @@ export function runClient(options: ClientOptions): ClientResult {
     posix.close(sock);
     throw err;
   }
+  onStep?.({ step: "connected", sock });
   // One addition to the C model: the writer says "I half-closed" on this
   // pair *before* it calls shutdown(), so when the parent sees EOF it knows
   // exactly whether the server closed first (the writer may still be on its
@@ -70,18 +86,22 @@ export function runClient(options: ClientOptions): ClientResult {
   const [ctlParent, ctlChild] = posix.socketpair(native.constants.AF_UNIX, native.constants.SOCK_STREAM);
   const pid = fork();
   if (pid === 0) {
+    onStep?.({ step: "child-forked", sock });
     posix.close(ctlParent);
     writeRoutine(sock, ctlChild, options);
   }
+  onStep?.({ step: "forked", sock, child: pid });
   posix.close(ctlChild);
   const read = readRoutine(sock, ctlParent, options.bufferSize, options.idleTimeoutMs ?? 0, options.stopFd);
   posix.close(sock);
+  onStep?.({ step: "reader-closed", sock });
   posix.close(ctlParent);
   // The C parent never waits, and its child is left behind when the server
   // closes first. Here the parent ends the writer if it is still reading
   // stdin, and reaps it either way.
   if (!read.writerDone) posix.kill(pid, "SIGTERM");
   const writer = posix.waitpid(pid);
+  onStep?.({ step: "reaped", child: pid });
   if (read.stopped !== undefined) return { status: 0, stoppedBy: posix.signalName(read.stopped) ?? "SIGTERM" };
   if (read.error) return { status: 1, problem: read.error.summary };
   if (read.timedOut) {
@@ -183,7 +203,11 @@ function writeRoutine(sock: number, ctl: number, options: ClientOptions): never 
       // FIN goes out now, the server's echo loop sees EOF and closes, and the
       // parent still reads the rest of the echo that is in flight.
       posix.shutdown(sock, native.constants.SHUT_WR);
+      options.onStep?.({ step: "half-closed", sock });
+      // As the C main() does after write_routine() returns.
+      posix.close(sock);
     }
+    options.onStep?.({ step: "writer-closed", sock });
   } catch (err) {
     const what = err instanceof SyscallError ? err.summary : String(err);
     writeAll(2, `realfork: ${what}${what.includes("EPIPE") ? " (the server closed the connection)" : ""}\n`);

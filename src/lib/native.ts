@@ -48,6 +48,7 @@ export interface NativeBinding {
   write(fd: number, buf: Uint8Array, offset: number, length: number): number;
   close(fd: number): number;
   open(path: string, flags: number): number;
+  mkfifo(path: string, mode: number): number;
   /** close_range(2) on Linux; -ENOSYS elsewhere. */
   closeRange(first: number, last: number): number;
   dup(fd: number): number;

@@ -1,9 +1,8 @@
 import { parseArgs } from "node:util";
 import { CheckTargetError, checkServer, renderCheck } from "../../inspect/check.js";
 import { tcpSockets } from "../../inspect/fdtable/linux.js";
-import { listenerOwner } from "../../inspect/fdtable.js";
+import { listenerOwner, processExists } from "../../inspect/fdtable.js";
 import { warn, writeAll } from "../../lib/output.js";
-import { processExists } from "./fds.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const CHECK_USAGE = `Usage: realfork check <pid> [options]

@@ -2,6 +2,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { constants as os } from "node:os";
 import { parseArgs } from "node:util";
+import { Stepper } from "../../inspect/step.js";
 import { runClient } from "../../lib/client.js";
 import { check } from "../../lib/errors.js";
 import { native } from "../../lib/native.js";
@@ -19,7 +20,11 @@ Options
   --buffer-size N               bytes per read of the socket (default 30)
   --timeout S                   after our half-close, give up when the server
                                 sends nothing and does not close for S seconds
-                                (default 10; 0 waits for ever, as the C client)
+                                (default 10; 0 waits for ever, as the C client;
+                                with --step the default is 0)
+  --step                        reader and writer wait at each step (connect,
+                                fork, shutdown, each close) until
+                                \`realfork step PID\` lets them go on
   --close-instead-of-shutdown   negative control: the writer close()s its
                                 descriptor instead; the server never sees EOF
   -h, --help                    this text
@@ -27,12 +32,14 @@ Options
 Examples
   $ realfork client 127.0.0.1 9190
   $ printf 'hello\\nq\\n' | realfork client 127.0.0.1 9190
-  $ realfork client ::1 9190 --buffer-size 4096 < file.txt`;
+  $ realfork client ::1 9190 --buffer-size 4096 < file.txt
+  $ realfork client 127.0.0.1 9190 --step   # and in another terminal: realfork step PID`;
 
 const options = {
   "buffer-size": { type: "string" },
   "close-instead-of-shutdown": { type: "boolean" },
   timeout: { type: "string" },
+  step: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -47,7 +54,7 @@ export async function clientCommand(argv: string[]): Promise<void> {
   const [hostText, portText] = positionals(pos, ["ip", "port"], CLIENT_USAGE) as [string, string];
   const port = portArg(portText, 1, CLIENT_USAGE);
   const bufferSize = intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, CLIENT_USAGE);
-  const timeout = intOption("--timeout", values.timeout, 10, 0, 86_400, CLIENT_USAGE);
+  const timeout = intOption("--timeout", values.timeout, values.step ? 0 : 10, 0, 86_400, CLIENT_USAGE);
   // Names are resolved here, in the parent, before any fork (dns.lookup uses
   // the libuv thread pool, which a forked child does not have).
   const host = isIP(hostText) ? hostText : await resolve(hostText);
@@ -63,6 +70,7 @@ export async function clientCommand(argv: string[]): Promise<void> {
     closeInsteadOfShutdown: values["close-instead-of-shutdown"] ?? false,
     idleTimeoutMs: timeout * 1000,
     stopFd,
+    ...(values.step ? { onStep: new Stepper().onClientStep } : {}),
   });
   if (result.stoppedBy) warn(`realfork client: ${result.stoppedBy}: stopped`);
   if (result.problem) warn(`realfork: ${result.problem}`);

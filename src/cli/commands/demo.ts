@@ -1,59 +1,186 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { connect, type Socket } from "node:net";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { type SocketEntry, snapshot } from "../../inspect/fdtable.js";
+import { type FdSnapshot, type SocketEntry, snapshot } from "../../inspect/fdtable.js";
 import { holderText, renderSnapshot } from "../../inspect/fdview.js";
-import type { TraceEvent } from "../../inspect/trace.js";
+import { escapeXml, pictureModel, renderSvg } from "../../inspect/picture.js";
+import { goOn, STEP_LINE } from "../../inspect/step.js";
 import { writeAll } from "../../lib/output.js";
 import { parse, positionals } from "./usage.js";
 
 export const DEMO_USAGE = `Usage: realfork demo [options]
 
-Starts realfork serve --trace on a free loopback port, connects one client,
-and tells the story of that connection step by step, with the descriptor
-tables the kernel reports at each step: accept, fork, the parent's close, the
-child's close of the listener, EOF, the child's exit. Then the same with
---leak-parent, to show what goes wrong when the parent forgets its close().
-Cleans up after itself.
+Tells the story of one connection to the accept-then-fork echo server with
+the descriptor tables the kernel reports at each step. The server runs with
+--step, so each process waits at each step of the C loop while the tables are
+read: right after fork() the listener and the connection both have two
+references, one in the parent and one in the child. Then the same with
+--leak-parent and --leak-child, to show the counts that stay when a close() is
+forgotten; then the split client, where shutdown() changes the socket's state
+and not its count, and close() the count and not the state.
+Everything runs on loopback, on ports the system picks; the demo cleans up.
 
 Options
   --json       one JSON object per line instead of the story
+  --svg DIR    also draw each step (DIR/NN-part-step.svg) and DIR/index.html,
+               which shows the steps in order with their text
   -h, --help   this text
 
 Examples
   $ realfork demo
+  $ realfork demo --svg /tmp/demo && xdg-open /tmp/demo/index.html
   $ npm start`;
 
-const NARRATION: Record<TraceEvent["event"], string> = {
-  listening: "The parent made the listening socket: socket(), bind(), listen().",
+type ServerStepName =
+  | "listening"
+  | "accepted"
+  | "fork"
+  | "child-closed-listener"
+  | "parent-closed"
+  | "child-closed"
+  | "child-exiting"
+  | "reaped";
+
+const NARRATION: Record<ServerStepName, string> = {
+  listening: "The parent made the listening socket: socket(), bind(), listen(). One descriptor refers to it.",
   accepted: "accept() made a new socket for this client. One descriptor refers to it, in the parent.",
-  forked:
-    "fork() copied the descriptor table: parent and child each hold the connected socket, two references. The child got a copy of the listening socket too, which it closes at once, often before the parent looks.",
+  fork: "fork() copied the descriptor table. Parent and child now each hold the listening socket AND the connected socket: both have two references. (Both processes wait here, so this is the moment itself.)",
+  "child-closed-listener":
+    "The child closes the listening socket, which it does not need: its count drops to 1. The connected socket still has two.",
   "parent-closed":
     "The parent closes its copy of the connected socket. close() drops one reference; the socket stays open, because the child still holds it.",
-  "child-closed-listener":
-    "The child closes the listening socket, which it does not need. Only the parent holds it again.",
   "child-closed":
     "The client half-closed; the child read EOF and closes the connected socket. That was the last reference: the kernel closes the socket and sends FIN.",
-  reaped: "The parent reaps the child with waitpid(): no zombie is left.",
-  "child-forked":
-    "fork() returned 0 in the child: it holds a copy of every descriptor the parent had, the listener and the connection.",
   "child-exiting": "The child is done and calls _exit().",
-  "worker-started":
-    "fork() made a worker (serve --prefork): it keeps its copy of the listening socket, one more reference, and accepts on it.",
+  reaped: "The parent reaps the child with waitpid(): no zombie is left.",
 };
 
-const LEAK_NARRATION: Partial<Record<TraceEvent["event"], string>> = {
-  forked:
-    "fork() copied the descriptor table: two references to the connected socket. With --leak-parent the parent will not close its copy.",
+const LEAK_PARENT: Partial<Record<ServerStepName, string>> = {
+  fork: "fork() copied the descriptor table: both sockets have two references. With --leak-parent the parent will not close its copy of the connection.",
   "child-closed":
-    "The child closes its copy after EOF. But the parent still holds one: the count is 1, not 0, so the kernel keeps the socket open and sends no FIN.",
-  reaped: "The parent reaps the child. Its own copy of the connection is still open: a leaked descriptor.",
+    "The child closes its copy after EOF. But the parent still holds one: the count is 1, not 0, so the kernel keeps the socket open (CLOSE_WAIT) and sends no FIN.",
+  reaped: "The parent reaps the child. Its own copy of the connection is still open: a leaked descriptor, refs 1.",
 };
 
-const options = { json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
+const LEAK_CHILD: Partial<Record<ServerStepName, string>> = {
+  fork: "fork() copied the descriptor table: both sockets have two references. With --leak-child the child will not close its copy of the listening socket.",
+  "parent-closed":
+    "The parent closes its copy of the connection. The listener still has two references: the child holds one for as long as it lives.",
+  "child-closed":
+    "The child closes the connection after EOF, but the listening socket still counts the child's copy: refs 2, until the child exits.",
+  reaped: "The child has exited, and with it its copy of the listener: refs 1 again.",
+};
+
+type ClientStepName = "connected" | "fork" | "half-closed" | "writer-closed" | "reader-closed";
+
+const CLIENT_NARRATION: Record<ClientStepName, string> = {
+  connected: "The client made its socket and connected: socket(), connect(). One descriptor refers to it.",
+  fork: "fork() copied the descriptor table: the reader (parent) and the writer (child) hold the one connected socket, refs 2.",
+  "half-closed":
+    "The writer read q and called shutdown(SHUT_WR): FIN went out and the server saw EOF. The socket's STATE changed (no longer ESTABLISHED), its COUNT did not: both processes still hold it, refs 2.",
+  "writer-closed":
+    "The writer closes its descriptor, as the C main() does after write_routine(). The COUNT drops to 1; the STATE does not change: close() only drops a reference while another process holds the socket.",
+  "reader-closed":
+    "The server closed its side; the reader read EOF and closes the last descriptor: no process holds the socket any more (what is left is the kernel's TIME_WAIT).",
+};
+
+const options = {
+  json: { type: "boolean" },
+  svg: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+interface Picture {
+  part: string;
+  file: string;
+  heading: string;
+  text: string;
+}
+
+/** Where the story goes: text, JSON lines, pictures. */
+class Teller {
+  readonly json: boolean;
+  readonly svgDir: string | null;
+  readonly pictures: Picture[] = [];
+  readonly parts: Array<{ part: string; title: string }> = [];
+  part = "";
+  step = 1;
+
+  constructor(json: boolean, svgDir: string | null) {
+    this.json = json;
+    this.svgDir = svgDir;
+  }
+
+  say(text: string): void {
+    if (!this.json) writeAll(1, `${text}\n`);
+  }
+
+  emit(record: object): void {
+    if (this.json) writeAll(1, `${JSON.stringify({ part: this.part, ...record })}\n`);
+  }
+
+  begin(part: string, title: string): void {
+    this.part = part;
+    this.step = 1;
+    this.parts.push({ part, title });
+    this.say(`\n${title}\n${"=".repeat(title.length)}\n`);
+  }
+
+  /** One step: the narration, the sockets of `port` as the kernel has them, and a picture. */
+  tell(
+    event: string,
+    who: string,
+    narration: string,
+    snap: FdSnapshot,
+    port: number,
+    roles: Map<number, string>,
+  ): void {
+    const heading = `Step ${this.step} [${who}]`;
+    this.say(`${heading} ${narration}`);
+    this.say(socketsTable(snap.sockets, port));
+    this.say("");
+    const sockets = snap.sockets.filter((s) => onPort(s, port));
+    this.emit({ type: "step", event, who, sockets, snapshot: snap });
+    if (this.svgDir) {
+      const file = `${String(this.pictures.length + 1).padStart(2, "0")}-${this.part}-${event}.svg`;
+      const model = pictureModel(
+        { ...snap, sockets },
+        { title: `${this.part}: ${heading}`, caption: narration, roles },
+      );
+      writeFileSync(join(this.svgDir, file), renderSvg(model));
+      this.pictures.push({ part: this.part, file, heading, text: narration });
+    }
+    this.step++;
+  }
+
+  /** DIR/index.html: the parts and their steps, in order. */
+  writeIndex(): void {
+    if (!this.svgDir) return;
+    const body = this.parts.map(({ part, title }) => {
+      const steps = this.pictures
+        .filter((p) => p.part === part)
+        .map(
+          (p) =>
+            `<section><h3>${escapeXml(p.heading)}</h3><p>${escapeXml(p.text)}</p><img src="${escapeXml(p.file)}" alt="${escapeXml(`${p.heading}: ${p.text}`)}"></section>`,
+        );
+      return `<h2>${escapeXml(title)}</h2>\n${steps.join("\n")}`;
+    });
+    const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>realfork demo</title>
+<style>body{font-family:sans-serif;max-width:900px;margin:2em auto;padding:0 1em}img{max-width:100%;border:1px solid #ddd}section{margin-bottom:2.5em}</style>
+</head><body>
+<h1>realfork demo: one connection, told by the kernel's descriptor tables</h1>
+${body.join("\n")}
+</body></html>
+`;
+    writeFileSync(join(this.svgDir, "index.html"), html);
+  }
+}
 
 export async function demoCommand(argv: string[]): Promise<void> {
   const { values, positionals: pos } = parse(DEMO_USAGE, () =>
@@ -64,185 +191,284 @@ export async function demoCommand(argv: string[]): Promise<void> {
     return;
   }
   positionals(pos, [], DEMO_USAGE);
-  const json = values.json ?? false;
-  const say = (text: string) => {
-    if (!json) writeAll(1, `${text}\n`);
-  };
-  const emit = (part: string, record: object) => {
-    if (json) writeAll(1, `${JSON.stringify({ part, ...record })}\n`);
-  };
+  const svgDir = values.svg === undefined ? null : prepareDir(values.svg);
+  const t = new Teller(values.json ?? false, svgDir);
 
-  say("realfork demo: one connection to the accept-then-fork echo server, told by the kernel's descriptor tables\n");
-  say("PART 1: the correct server (each process closes what it does not use)");
-  say("=====================================================================\n");
-  await tellOneConnection("correct", [], NARRATION, say, emit);
+  t.say("realfork demo: one connection to the accept-then-fork echo server, told by the kernel's descriptor tables");
+  t.begin("correct", "PART 1: the correct server (each process closes what it does not use)");
+  await tellOneConnection(t, [], NARRATION);
+  t.begin("leak-parent", "PART 2: realfork serve --leak-parent (the parent forgets close() of the connected socket)");
+  await tellOneConnection(t, ["--leak-parent"], { ...NARRATION, ...LEAK_PARENT });
+  t.begin("leak-child", "PART 3: realfork serve --leak-child (the child forgets close() of the listening socket)");
+  await tellOneConnection(t, ["--leak-child"], { ...NARRATION, ...LEAK_CHILD });
+  t.begin("client", "PART 4: the split client: shutdown() changes the state, close() the count");
+  await tellClient(t);
+  t.writeIndex();
 
-  say("\nPART 2: realfork serve --leak-parent (the parent forgets close() of the connected socket)");
-  say("==========================================================================================\n");
-  await tellOneConnection("leak-parent", ["--leak-parent"], { ...NARRATION, ...LEAK_NARRATION }, say, emit);
-
-  say("\nWhat to remember: close() drops one reference to a socket; the kernel closes the socket only");
-  say("when the last descriptor to it is closed. After fork() every descriptor has two holders, so each");
-  say("process must close what it does not use: the child the listener, the parent the connection.");
+  t.say("\nWhat to remember: close() drops one reference to a socket; the kernel closes the socket only");
+  t.say("when the last descriptor to it is closed. After fork() every descriptor has two holders, so each");
+  t.say("process must close what it does not use: the child the listener, the parent the connection.");
+  t.say("shutdown() acts on the socket itself, whoever holds it: that is how the split client ends its half.");
+  if (svgDir) t.say(`\nPictures of every step: ${join(svgDir, "index.html")}`);
 }
 
-interface ServeProcess {
-  child: ChildProcess;
-  port: number;
-  events: TraceEvent[];
-  next: (event: TraceEvent["event"]) => Promise<TraceEvent>;
+/** --svg DIR: made if missing; a directory we cannot write to is an error before anything starts. */
+function prepareDir(dir: string): string {
+  try {
+    mkdirSync(dir, { recursive: true });
+    const probe = join(dir, ".realfork-demo-probe");
+    writeFileSync(probe, "");
+    rmSync(probe);
+    return dir;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`--svg: cannot write pictures to '${dir}': ${e.code ?? e.message}`);
+  }
 }
 
-async function startServer(extra: string[]): Promise<ServeProcess> {
-  const bin = fileURLToPath(new URL("../../../bin/realfork.js", import.meta.url));
-  const child = spawn(
-    process.execPath,
-    ["--single-threaded", bin, "serve", "0", "--host", "127.0.0.1", "--trace", "--json", ...extra],
-    {
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  const events: TraceEvent[] = [];
-  const used = new Set<number>();
-  const waiters: Array<{ event: string; resolve: (e: TraceEvent) => void }> = [];
-  let buffered = "";
-  let port = 0;
-  const portKnown = new Promise<void>((resolve, reject) => {
-    child.on("exit", (code) => reject(new Error(`realfork serve exited early (status ${code})`)));
-    child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+/** A program run with --step: its step lines, each waited for once, and the way to let it go on. */
+class Stepped {
+  readonly child: ChildProcess;
+  readonly stderrLines: string[] = [];
+  stdout = "";
+  readonly #seen: Array<{ role: string; pid: number; step: string; line: string; used: boolean }> = [];
+  readonly #waiters: Array<() => void> = [];
+  #exited = false;
+
+  constructor(args: string[], stdin: "ignore" | "pipe" = "ignore") {
+    const bin = fileURLToPath(new URL("../../../bin/realfork.js", import.meta.url));
+    this.child = spawn(process.execPath, ["--single-threaded", bin, ...args], { stdio: [stdin, "pipe", "pipe"] });
+    let buffered = "";
+    this.child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
       buffered += chunk;
-      let nl = buffered.indexOf("\n");
-      while (nl >= 0) {
+      for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
-        nl = buffered.indexOf("\n");
-        const m = /listening on .*:(\d+) \(pid/.exec(line);
-        if (m) {
-          port = Number(m[1]);
-          resolve();
-        }
-        if (line.startsWith("{")) {
-          events.push(JSON.parse(line) as TraceEvent);
-          flush();
-        }
+        this.stderrLines.push(line);
+        const m = STEP_LINE.exec(line);
+        if (m) this.#seen.push({ role: m[1] as string, pid: Number(m[2]), step: m[3] as string, line, used: false });
       }
+      this.#wake();
     });
-  });
-  // Parent and child write their trace lines independently, so events can
-  // arrive in either order: each waiter takes the first unused one it wants.
-  const flush = () => {
-    for (let w = 0; w < waiters.length; w++) {
-      const waiter = waiters[w];
-      const i = events.findIndex((e, n) => !used.has(n) && e.event === waiter?.event);
-      if (i < 0 || !waiter) continue;
-      used.add(i);
-      waiters.splice(w--, 1);
-      waiter.resolve(events[i] as TraceEvent);
+    this.child.stdout?.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stdout += chunk;
+      this.#wake();
+    });
+    this.child.on("exit", () => {
+      this.#exited = true;
+      this.#wake();
+    });
+  }
+
+  #wake(): void {
+    for (const w of this.#waiters.splice(0)) w();
+  }
+
+  /** Resolves when `test` holds, checked on each output; rejects if the program ends first. */
+  until<T>(test: () => T | undefined, what: string): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = test();
+        if (found !== undefined) resolve(found);
+        else if (this.#exited)
+          reject(new Error(`the demo's ${what} did not come: the program ended\n${this.stderrLines.join("\n")}`));
+        else this.#waiters.push(check);
+      };
+      check();
+    });
+  }
+
+  /** The process that now waits at `step` (each step line is used once). */
+  at(step: string): Promise<{ role: string; pid: number; line: string }> {
+    return this.until(() => {
+      const s = this.#seen.find((e) => !e.used && e.step === step);
+      if (s) s.used = true;
+      return s;
+    }, `step ${step}`);
+  }
+
+  /** The exit status, once the program has ended. */
+  exited(): Promise<number | null> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.#exited) resolve(this.child.exitCode);
+        else this.#waiters.push(check);
+      };
+      check();
+    });
+  }
+
+  /** SIGTERM, and every process that waits at a step goes on, until the program has ended. */
+  async stop(): Promise<void> {
+    if (this.#exited) return;
+    this.child.kill("SIGTERM");
+    // A process that waits at a step handles SIGTERM only once it goes on,
+    // and the way out has steps of its own (reaped).
+    const exited = this.exited();
+    while (!this.#exited) {
+      for (const pid of new Set(this.#seen.map((s) => s.pid))) await goOn(pid, 0).catch(() => {});
+      await Promise.race([exited, sleep(50)]);
     }
-  };
-  child.stdout?.resume();
-  await portKnown;
-  return {
-    child,
-    port,
-    events,
-    next: (event) =>
-      new Promise((resolve) => {
-        waiters.push({ event, resolve });
-        flush();
-      }),
-  };
+  }
+}
+
+function onPort(s: SocketEntry, port: number): boolean {
+  return s.local.endsWith(`:${port}`) || (s.remote?.endsWith(`:${port}`) ?? false);
 }
 
 function socketsTable(sockets: SocketEntry[], port: number): string {
   const rows = sockets
-    .filter((s) => s.local.endsWith(`:${port}`))
+    .filter((s) => onPort(s, port))
     .map(
       (s) =>
         `    ${s.state.padEnd(12)} ${s.local.padEnd(22)} ${(s.remote ?? "-").padEnd(22)} refs ${s.holders.length}  holders ${holderText(s.holders)}`,
     );
-  return rows.length > 0 ? rows.join("\n") : "    (no socket of the server's port is held by any descriptor)";
+  return rows.length > 0 ? rows.join("\n") : "    (no descriptor refers to a socket of this connection any more)";
 }
 
-async function tellOneConnection(
-  part: string,
-  extra: string[],
-  narration: Record<TraceEvent["event"], string>,
-  say: (t: string) => void,
-  emit: (part: string, record: object) => void,
-): Promise<void> {
-  const server = await startServer(extra);
+async function tellOneConnection(t: Teller, extra: string[], narration: Record<ServerStepName, string>): Promise<void> {
+  const server = new Stepped(["serve", "0", "--host", "127.0.0.1", "--quiet", "--step", ...extra]);
   const parentPid = server.child.pid as number;
+  const leakParent = extra.includes("--leak-parent");
+  const leakChild = extra.includes("--leak-child");
   let client: Socket | null = null;
   try {
-    const listening = await server.next("listening");
-    let step = 1;
-    const tell = (e: TraceEvent) => {
-      say(`Step ${step++} [${e.role} ${e.pid}] ${narration[e.event]}`);
-      say(socketsTable(e.sockets, server.port));
-      say("");
-      emit(part, { type: "step", ...e });
+    let port = 0;
+    const roles = new Map([[parentPid, "parent"]]);
+    // Each process waits at its step while the kernel's tables are read.
+    const tell = async (step: ServerStepName, who: { role: string; pid: number }) => {
+      roles.set(who.pid, who.role);
+      t.tell(step, `${who.role} ${who.pid}`, narration[step], snapshot(parentPid), port, roles);
     };
-    say(
-      `realfork serve${extra.length ? ` ${extra.join(" ")}` : ""} is pid ${parentPid}, listening on 127.0.0.1:${server.port}.\n`,
-    );
-    tell(listening);
+    const listening = await server.at("listening");
+    port = Number(/ on \S+:(\d+);/.exec(listening.line)?.[1]);
+    t.say(`realfork serve ${["--step", ...extra].join(" ")} is pid ${parentPid}, listening on 127.0.0.1:${port}.\n`);
+    await tell("listening", listening);
+    await goOn(listening.pid);
 
-    say("A client connects.\n");
-    client = connect(server.port, "127.0.0.1");
+    t.say("A client connects.\n");
+    client = connect(port, "127.0.0.1");
     client.on("error", () => {});
     let gotEof = false;
     client.on("end", () => {
       gotEof = true;
     });
-    // Parent and child take these steps at the same time; tell them in the
-    // order they really happened.
-    const wanted = ["accepted", "forked", "parent-closed", "child-closed-listener"] as const;
-    const steps = await Promise.all(
-      wanted.filter((e) => !(e === "parent-closed" && extra.includes("--leak-parent"))).map((e) => server.next(e)),
-    );
-    for (const e of steps.sort((a, b) => a.at - b.at)) tell(e);
-    await settle();
-    const during = snapshot(parentPid);
-    say("The whole table now, as `realfork fds` shows it (stdio and sockets):\n");
-    say(indent(renderSnapshot(during, { all: false })));
-    emit(part, { type: "fds", moment: "connected", snapshot: during });
-    const lsof = lsofTable(during.processes.map((p) => p.pid));
-    if (lsof) {
-      say("And as lsof shows it (lsof -nP -a -p PIDS -iTCP):\n");
-      say(indent(lsof));
+    const accepted = await server.at("accepted");
+    await tell("accepted", accepted);
+    await goOn(accepted.pid);
+
+    const [parent, child] = await Promise.all([server.at("forked"), server.at("child-forked")]);
+    roles.set(child.pid, "child");
+    t.tell("fork", `parent ${parent.pid} and child ${child.pid}`, narration.fork, snapshot(parentPid), port, roles);
+    await goOn(child.pid);
+    if (!leakChild) {
+      await tell("child-closed-listener", await server.at("child-closed-listener"));
+      await goOn(child.pid);
+    }
+    await goOn(parent.pid);
+    if (!leakParent) {
+      const closed = await server.at("parent-closed");
+      await tell("parent-closed", closed);
+      await goOn(closed.pid);
     }
 
-    say('The client sends "hello", reads the echo, and half-closes (shutdown SHUT_WR).\n');
+    const during = snapshot(parentPid);
+    t.say("The whole table now, as `realfork fds` shows it (stdio and sockets):\n");
+    t.say(indent(renderSnapshot(during, { all: false })));
+    t.emit({ type: "fds", moment: "connected", snapshot: during });
+    const lsof = lsofTable(during.processes.map((p) => p.pid));
+    if (lsof) {
+      t.say("And as lsof shows it (lsof -nP -a -p PIDS -iTCP):\n");
+      t.say(indent(lsof));
+    }
+
+    t.say('The client sends "hello", reads the echo, and half-closes (shutdown SHUT_WR).\n');
     client.write("hello\n");
     const [echo] = (await once(client, "data")) as [Buffer];
-    say(`    echoed back: ${JSON.stringify(echo.toString())}\n`);
-    emit(part, { type: "echo", data: echo.toString() });
+    t.say(`    echoed back: ${JSON.stringify(echo.toString())}\n`);
+    t.emit({ type: "echo", data: echo.toString() });
     client.end();
-    tell(await server.next("child-closed"));
-    tell(await server.next("reaped"));
-    await settle();
+    for (const step of ["child-closed", "child-exiting", "reaped"] as const) {
+      const at = await server.at(step);
+      await tell(step, at);
+      await goOn(at.pid);
+    }
     const after = snapshot(parentPid);
-    say("The table after the child's exit:\n");
-    say(indent(renderSnapshot(after, { all: false })));
-    emit(part, { type: "fds", moment: "after-exit", snapshot: after });
-    say(
+    t.say("The table after the child's exit:\n");
+    t.say(indent(renderSnapshot(after, { all: false })));
+    t.emit({ type: "fds", moment: "after-exit", snapshot: after });
+    t.say(
       gotEof
         ? "The client saw EOF: the connection is closed on both sides.\n"
         : "The client has NOT seen EOF: the parent's forgotten descriptor keeps the connection open (CLOSE_WAIT on the server side), and it stays so until the parent closes it or exits.\n",
     );
-    emit(part, { type: "client", sawEof: gotEof });
+    t.emit({ type: "client", sawEof: gotEof });
   } finally {
-    server.child.kill("SIGTERM");
-    if (server.child.exitCode === null) await once(server.child, "exit");
+    await server.stop();
     client?.destroy();
-    say(`realfork serve (pid ${parentPid}) stopped with SIGTERM; nothing of it is left running.`);
+    t.say(`realfork serve (pid ${parentPid}) stopped with SIGTERM; nothing of it is left running.`);
   }
 }
 
-/** The trace is written by the process that took the step; give the other a moment to finish its own. */
-function settle(): Promise<void> {
-  return new Promise((r) => setTimeout(r, 100));
+/**
+ * The split client against a server of the demo's own that, after the
+ * client's FIN, waits before it closes its side: so the reader is still
+ * reading while the writer's shutdown() and close() are looked at.
+ */
+async function tellClient(t: Teller): Promise<void> {
+  const server = createServer({ allowHalfOpen: true });
+  const accepted = once(server, "connection") as Promise<[Socket]>;
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const port = (server.address() as { port: number }).port;
+  const client = new Stepped(["client", "127.0.0.1", String(port), "--step"], "pipe");
+  const readerPid = client.child.pid as number;
+  try {
+    t.say(`A plain echo server on 127.0.0.1:${port}; realfork client --step is pid ${readerPid}.\n`);
+    const roles = new Map([[readerPid, "reader"]]);
+    const tell = (step: ClientStepName, who: string) =>
+      t.tell(step, who, CLIENT_NARRATION[step], snapshot(readerPid), port, roles);
+    const connected = await client.at("connected");
+    tell("connected", `reader ${connected.pid}`);
+    await goOn(connected.pid);
+    const [conn] = await accepted;
+    conn.on("data", (d) => conn.write(d));
+    const sawEnd = once(conn, "end");
+    const [reader, writer] = await Promise.all([client.at("forked"), client.at("child-forked")]);
+    roles.set(writer.pid, "writer");
+    tell("fork", `reader ${reader.pid} and writer ${writer.pid}`);
+    await goOn(writer.pid);
+    await goOn(reader.pid);
+
+    t.say('The writer sends "hello" and the reader prints the echo; then the writer reads q.\n');
+    client.child.stdin?.write("hello\n");
+    await client.until(() => (client.stdout.includes("hello") ? true : undefined), "echo");
+    t.say(`    ${client.stdout.trim()}\n`);
+    client.child.stdin?.end("q\n");
+    await client.at("half-closed");
+    // The server has read the FIN; its ACK may be delayed a moment (the
+    // socket is in delayed-ACK mode): FIN_WAIT1 until it comes, FIN_WAIT2 after.
+    await sawEnd;
+    for (let i = 0; i < 200 && snapshot(readerPid).sockets.some((s) => onPort(s, port) && s.state === "FIN_WAIT1"); i++)
+      await sleep(10);
+    tell("half-closed", `writer ${writer.pid}`);
+    await goOn(writer.pid);
+    await client.at("writer-closed");
+    tell("writer-closed", `writer ${writer.pid}`);
+    await goOn(writer.pid);
+
+    t.say("The server closes its side of the connection.\n");
+    conn.end();
+    await client.at("reader-closed");
+    tell("reader-closed", `reader ${reader.pid}`);
+    await goOn(reader.pid);
+    await goOn((await client.at("reaped")).pid);
+    t.emit({ type: "client-exit", code: await client.exited() });
+  } finally {
+    await client.stop();
+    server.close();
+    t.say(`realfork client (pid ${readerPid}) ended; the demo's server is closed.`);
+  }
 }
 
 function indent(text: string): string {

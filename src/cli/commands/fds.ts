@@ -1,7 +1,9 @@
-import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { listenerOwner, snapshot } from "../../inspect/fdtable.js";
+import { judgeSnapshot } from "../../inspect/check.js";
+import { renderDot } from "../../inspect/dot.js";
+import { type FdSnapshot, listenerOwner, processExists, snapshot } from "../../inspect/fdtable.js";
 import { renderSnapshot } from "../../inspect/fdview.js";
+import { type PictureModel, pictureModel, renderSvg } from "../../inspect/picture.js";
 import { writeAll } from "../../lib/output.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
@@ -20,11 +22,18 @@ Options
   --watch           redraw when anything changes (Ctrl-C ends)
   --interval MS     how often --watch looks (default 250)
   --sockets         only stdio and sockets (hide the runtime's epoll, eventfds, pipes)
+  --svg             a picture (SVG on stdout): processes, their descriptors, the
+                    sockets they refer to with state, endpoints and refs; what
+                    realfork check sees in this one look is drawn in red
+                    (a moment of a correct server can show too: check confirms)
+  --dot             the same picture as Graphviz DOT (render with: dot -Tpng)
   -h, --help        this text
 
 Examples
   $ realfork fds 4242
   $ realfork fds --port 9190 --watch
+  $ realfork fds --port 9190 --svg > fds.svg
+  $ realfork fds 4242 --dot | dot -Tpng > fds.png
   $ realfork fds --port 9190 --json | jq '.sockets[] | {local, state, refs: (.holders | length)}'`;
 
 const options = {
@@ -33,6 +42,8 @@ const options = {
   watch: { type: "boolean" },
   interval: { type: "string" },
   sockets: { type: "boolean" },
+  svg: { type: "boolean" },
+  dot: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -46,6 +57,10 @@ export async function fdsCommand(argv: string[]): Promise<void> {
     process.stdout.write(`${FDS_USAGE}\n`);
     return;
   }
+  const formats = (["json", "svg", "dot"] as const).filter((f) => values[f]);
+  if (formats.length > 1) throw new UsageError(`choose one of --${formats.join(", --")}`, FDS_USAGE);
+  if (values.watch && (values.svg || values.dot))
+    throw new UsageError("--watch redraws text; a picture is one snapshot (leave out --watch)", FDS_USAGE);
   let target: () => number;
   if (values.port !== undefined) {
     positionals(pos, [], FDS_USAGE);
@@ -69,6 +84,10 @@ export async function fdsCommand(argv: string[]): Promise<void> {
   }
   const render = () => {
     const snap = snapshot(target());
+    if (values.svg || values.dot) {
+      const model = pictureOf(snap);
+      return values.svg ? renderSvg(model) : renderDot(model);
+    }
     return values.json ? `${JSON.stringify(snap, null, 2)}\n` : renderSnapshot(snap, { all: !values.sockets });
   };
   if (!values.watch) {
@@ -78,15 +97,14 @@ export async function fdsCommand(argv: string[]): Promise<void> {
   await watch(render, intOption("--interval", values.interval, 250, 20, 60_000, FDS_USAGE), !values.json);
 }
 
-/** Whether `pid` exists (one we may not signal exists too); shared by fds and check. */
-export function processExists(pid: number): boolean {
-  if (process.platform === "linux") return existsSync(`/proc/${pid}`);
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
+/**
+ * The picture of one snapshot with what check sees in it (one look, no
+ * probes) drawn in red, and the prefork workers it recognised named so.
+ */
+function pictureOf(snap: FdSnapshot): PictureModel {
+  const { findings, pool } = judgeSnapshot(snap);
+  const roles = new Map((pool?.workers ?? []).map((pid) => [pid, "worker"]));
+  return pictureModel(snap, { findings, roles });
 }
 
 /** Redraws whenever the rendering changes; ends on SIGINT/SIGTERM or when the process is gone. */

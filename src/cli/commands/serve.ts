@@ -1,8 +1,9 @@
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
+import { Stepper } from "../../inspect/step.js";
 import { Tracer } from "../../inspect/trace.js";
 import { warn, writeAll } from "../../lib/output.js";
-import { echoHandler, ForkingServer, formatAddress } from "../../lib/server.js";
+import { echoHandler, ForkingServer, formatAddress, type ServerStep } from "../../lib/server.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const SERVE_USAGE = `Usage: realfork serve <port> [options]
@@ -30,6 +31,9 @@ Options
   --quiet              no per-connection lines (for benchmarks)
   --trace              log each step's reference counts, read from the kernel (stderr)
   --json               with --trace: one JSON object per line
+  --step               each process waits at each step of the C loop (after
+                       accept, fork, each close, before _exit) until
+                       \`realfork step PID\` in another terminal lets it go on
   --leak-parent        negative control: the parent does not close the connected socket
   --leak-child         negative control: the child keeps the listening socket
   -h, --help           this text
@@ -39,6 +43,7 @@ Examples
   $ realfork serve 0 --host 127.0.0.1 --max-children 8
   $ realfork serve 9190 --host ::1 --buffer-size 65536 --quiet
   $ realfork serve 9190 --trace --leak-parent
+  $ realfork serve 9190 --step --trace      # and in another terminal: realfork step PID
   $ realfork serve 9190 --prefork 8 --quiet`;
 
 const options = {
@@ -50,6 +55,7 @@ const options = {
   quiet: { type: "boolean" },
   trace: { type: "boolean" },
   json: { type: "boolean" },
+  step: { type: "boolean" },
   "leak-parent": { type: "boolean" },
   "leak-child": { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -69,7 +75,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--host must be a numeric IPv4 or IPv6 address, not '${host}'`, SERVE_USAGE);
   const prefork = intOption("--prefork", values.prefork, 0, 1, 4096, SERVE_USAGE);
   if (prefork > 0) {
-    for (const name of ["max-children", "leak-parent", "leak-child"] as const) {
+    for (const name of ["max-children", "leak-parent", "leak-child", "step"] as const) {
       if (values[name] !== undefined)
         throw new UsageError(`--${name} applies to the fork-per-connection server, not to --prefork`, SERVE_USAGE);
     }
@@ -84,7 +90,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       prefork,
       leakParent: values["leak-parent"] ?? false,
       leakChild: values["leak-child"] ?? false,
-      ...(values.trace ? { onStep: new Tracer(values.json ?? false).onStep } : {}),
+      ...stepHooks(values.trace ? new Tracer(values.json ?? false).onStep : null, values.step ? new Stepper() : null),
     },
     echoHandler({
       bufferSize: intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, SERVE_USAGE),
@@ -112,6 +118,17 @@ export async function serveCommand(argv: string[]): Promise<void> {
     stop.remove();
     process.off("SIGUSR2", report);
   }
+}
+
+/** --trace and --step: the trace line says what the step did, then the process waits. */
+function stepHooks(trace: ((s: ServerStep) => void) | null, stepper: Stepper | null) {
+  if (!trace && !stepper) return {};
+  return {
+    onStep: (s: ServerStep) => {
+      trace?.(s);
+      stepper?.onServerStep(s);
+    },
+  };
 }
 
 /**

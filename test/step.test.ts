@@ -1,0 +1,174 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { snapshot } from "../src/inspect/fdtable.js";
+import { goOn } from "../src/inspect/step.js";
+import { cli } from "./helpers/paths.js";
+import { sleep, spawnTracked, type Tracked, useLeftoverCheck } from "./helpers/processes.js";
+import { open } from "./helpers/servers.js";
+
+useLeftoverCheck();
+
+/** Waits for `step [ROLE PID] STEP:` on stderr; returns the pid. */
+async function at(p: Tracked, role: string, step: string): Promise<number> {
+  const m = await p.waitFor(new RegExp(`step \\[${role} (\\d+)\\] ${step}: `), 10_000, "stderr");
+  return Number(m[1]);
+}
+
+/** SIGTERM; every process that waits at a step goes on until the program has ended. */
+async function stopStepped(p: Tracked): Promise<void> {
+  p.child.kill("SIGTERM");
+  const ended = p.died(20_000);
+  let done = false;
+  void ended.then(() => {
+    done = true;
+  });
+  while (!done) {
+    const pids = new Set([...p.stderr().matchAll(/step \[\w+ (\d+)\]/g)].map((m) => Number(m[1])));
+    for (const pid of pids) await goOn(pid, 0).catch(() => {});
+    await sleep(20);
+  }
+  expect(await ended).toEqual({ code: 0, signal: null });
+}
+
+describe("serve --step", () => {
+  it("holds parent and child right after fork(): the listener and the connection at refs 2", async () => {
+    const p = spawnTracked(cli, ["serve", "0", "--host", "127.0.0.1", "--quiet", "--step"]);
+    const line = await p.waitFor(
+      /step \[parent (\d+)\] listening: .* on \S+:(\d+); go on: realfork step \1/,
+      10_000,
+      "stderr",
+    );
+    const [parent, port] = [Number(line[1]), Number(line[2])];
+    expect(parent).toBe(p.pid);
+    const dir = /echo > (\S+)\/PID/.exec(p.stderr())?.[1] as string;
+    expect(existsSync(`${dir}/${parent}`)).toBe(true);
+    // Waiting is sleeping in open(), not being stopped: a shell does not see its job stop (state T).
+    const state = () => readFileSync(`/proc/${parent}/stat`, "utf8").replace(/^.*\) /s, "")[0];
+    for (let i = 0; i < 100 && state() === "R"; i++) await sleep(10);
+    expect(state()).toBe("S");
+    const list = spawnTracked(cli, ["step"]);
+    expect(await list.exited()).toEqual({ code: 0, signal: null });
+    expect(list.stdout().split("\n")).toContain(String(parent));
+    await goOn(parent);
+
+    const client = await open(port);
+    client.on("error", () => {});
+    expect(await at(p, "parent", "accepted")).toBe(parent);
+    await goOn(parent);
+    const child = await at(p, "child", "child-forked");
+    expect(await at(p, "parent", "forked")).toBe(parent);
+
+    // Both wait: nothing can close anything while the kernel is read.
+    const snap = snapshot(parent);
+    expect(snap.processes.map((x) => x.pid)).toEqual([parent, child]);
+    const listener = snap.sockets.find((s) => s.state === "LISTEN");
+    const conn = snap.sockets.find((s) => s.remote === `127.0.0.1:${client.localPort}`);
+    expect(listener?.holders.map((h) => h.pid)).toEqual([parent, child]);
+    expect(conn?.holders.map((h) => h.pid)).toEqual([parent, child]);
+
+    // The child's close of the listener, while the parent still waits at fork.
+    await goOn(child);
+    await at(p, "child", "child-closed-listener");
+    const after = snapshot(parent);
+    expect(after.sockets.find((s) => s.state === "LISTEN")?.holders.map((h) => h.pid)).toEqual([parent]);
+    expect(after.sockets.find((s) => s.inode === conn?.inode)?.holders.map((h) => h.pid)).toEqual([parent, child]);
+
+    // The parent back in its loop is between two steps: realfork step says so, exit 1.
+    await goOn(child);
+    await goOn(parent);
+    await at(p, "parent", "parent-closed");
+    await goOn(parent);
+    const running = spawnTracked(cli, ["step", String(parent)]);
+    expect(await running.exited()).toEqual({ code: 1, signal: null });
+    expect(running.stderr()).toBe(`realfork: process ${parent} is not waiting at a step\n`);
+
+    client.end("hi\n");
+    await at(p, "child", "child-closed");
+    const twice = spawnTracked(cli, ["step", String(child), String(child)]);
+    expect(await twice.exited()).toEqual({ code: 0, signal: null });
+    expect(p.stderr()).toMatch(new RegExp(`step \\[child ${child}\\] child-exiting: _exit\\(0\\) next`));
+    await at(p, "parent", "reaped");
+    const gone = spawnTracked(cli, ["step", String(child)]);
+    expect(await gone.exited()).toEqual({ code: 1, signal: null });
+    expect(gone.stderr()).toBe(`realfork: process ${child} is not running\n`);
+    await goOn(parent);
+    await stopStepped(p);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it("refuses --step with --prefork: workers take no per-connection steps", async () => {
+    const tmp = mkdtempSync(join(tmpdir(), "realfork-step-test-"));
+    try {
+      const p = spawnTracked(cli, ["serve", "0", "--step", "--prefork", "2"], { env: { ...process.env, TMPDIR: tmp } });
+      expect(await p.exited()).toEqual({ code: 2, signal: null });
+      expect(p.stderr()).toContain("--step applies to the fork-per-connection server, not to --prefork");
+      expect(readdirSync(tmp)).toEqual([]);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("realfork step", () => {
+  it("says which process is not waiting at a step, and rejects what is not a pid", async () => {
+    const none = spawnTracked(cli, ["step", String(process.pid)]);
+    expect(await none.exited()).toEqual({ code: 1, signal: null });
+    expect(none.stderr()).toBe(`realfork: process ${process.pid} is not waiting at a step\n`);
+    const bad = spawnTracked(cli, ["step", "12x"]);
+    expect(await bad.exited()).toEqual({ code: 2, signal: null });
+    expect(bad.stderr()).toContain("<pid> must be a process id, not '12x'");
+  });
+});
+
+describe("client --step", () => {
+  it("shutdown() changes the state, not the count; close() the count, not the state", async () => {
+    const { createServer } = await import("node:net");
+    const server = createServer({ allowHalfOpen: true });
+    const conns: import("node:net").Socket[] = [];
+    server.on("connection", (c) => {
+      conns.push(c);
+      c.on("data", (d) => c.write(d));
+    });
+    server.listen(0, "127.0.0.1");
+    await new Promise((r) => server.once("listening", r));
+    const port = (server.address() as { port: number }).port;
+    const p = spawnTracked(cli, ["client", "127.0.0.1", String(port), "--step"]);
+    try {
+      const reader = await at(p, "reader", "connected");
+      expect(reader).toBe(p.pid);
+      await goOn(reader);
+      const writer = await at(p, "writer", "child-forked");
+      await at(p, "reader", "forked");
+      const mine = () => snapshot(reader).sockets.filter((s) => s.remote === `127.0.0.1:${port}`);
+      expect(mine().map((s) => [s.state, s.holders.map((h) => h.pid)])).toEqual([["ESTABLISHED", [reader, writer]]]);
+      await goOn(writer);
+      await goOn(reader);
+      p.child.stdin?.end("q\n");
+      await at(p, "writer", "half-closed");
+      const conn = conns[0];
+      if (conn && !conn.readableEnded) await new Promise((r) => conn.once("end", r));
+      // The server's ACK of our FIN may be delayed a moment: FIN_WAIT1 until it comes.
+      for (let i = 0; i < 200 && mine()[0]?.state === "FIN_WAIT1"; i++) await sleep(10);
+      const [half] = mine();
+      expect(half?.state).not.toBe("ESTABLISHED");
+      expect(half?.holders.map((h) => h.pid)).toEqual([reader, writer]);
+      await goOn(writer);
+      await at(p, "writer", "writer-closed");
+      const [closed] = mine();
+      expect([closed?.state, closed?.holders.map((h) => h.pid)]).toEqual([half?.state, [reader]]);
+      await goOn(writer);
+      conn?.end();
+      await at(p, "reader", "reader-closed");
+      expect(mine()).toEqual([]);
+      await goOn(reader);
+      await at(p, "reader", "reaped");
+      await goOn(reader);
+      expect(await p.exited()).toEqual({ code: 0, signal: null });
+    } finally {
+      server.close();
+      for (const c of conns) c.destroy();
+    }
+  });
+});
