@@ -7,7 +7,8 @@
         "native/sockets.cc",
         "native/io.cc",
         "native/process.cc",
-        "native/watcher.cc"
+        "native/watcher.cc",
+        "native/loopfork.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitProcess(env, exports);
   InitFdTable(env, exports);
   InitWatcher(env, exports);
+  InitLoopFork(env, exports);
   return exports;
 }
 
