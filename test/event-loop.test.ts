@@ -1,0 +1,102 @@
+import { describe, expect, it } from "vitest";
+import { event, runFixture } from "./helpers/fixtures.js";
+import { useLeftoverCheck } from "./helpers/processes.js";
+
+useLeftoverCheck();
+const ST = ["--single-threaded"];
+
+describe("fork({ eventLoop: true })", () => {
+  it("gives the child a loop of its own for Node's async APIs, while the parent's loop keeps every event", async () => {
+    const run = await runFixture("loop-child.mjs", [], [...ST, "--expose-gc"], 60_000);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.events.filter((e) => e.event === "stolen")).toEqual([]);
+    const children = run.events.filter((e) => e.event === "child");
+    expect(children).toHaveLength(2);
+    for (const child of children) {
+      expect(child).toMatchObject({
+        socketsAtStart: [],
+        timer: true,
+        immediate: true,
+        promise: "2,4",
+        fs: "written by the child",
+        crypto: "0a38253555ce37f5c72a6b703f996814",
+        random: 8,
+        zlib: "zipped",
+        dns: "127.0.0.1",
+        gc: true,
+        spawn: 7,
+        net: "echoed",
+        fetch: `http /x from ${child.pid}`,
+        signal: "SIGUSR2",
+        parentListeners: 0,
+      });
+    }
+    expect(run.events.filter((e) => e.event === "childExit")).toEqual([
+      { event: "childExit", code: 0 },
+      { event: "childExit", code: 0 },
+    ]);
+    const parent = event(run, "parent");
+    // Every byte the parent wrote reached its own watcher, every connection
+    // its own server, while both children ran.
+    expect(parent.fed as number).toBeGreaterThan(0);
+    expect(parent.watched).toBe(parent.fed);
+    expect(parent.served).toBe(parent.fed);
+    expect(parent.ticks as number).toBeGreaterThan(0);
+    const statuses = parent.statuses as Array<Record<string, unknown>>;
+    expect(statuses.map((s) => s.pid).sort()).toEqual(children.map((c) => c.pid).sort());
+    for (const s of statuses) expect(s).toMatchObject({ state: "exited", code: 0 });
+  });
+
+  it("forks while the parent's threadpool is busy without running the parent's callbacks in the child", async () => {
+    const run = await runFixture("loop-busy.mjs", [], ST, 60_000);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.events.filter((e) => e.event === "stolen")).toEqual([]);
+    expect(event(run, "child")).toMatchObject({ ok: true });
+    expect(event(run, "parent")).toMatchObject({ done: 40, child: { state: "exited", code: 0 } });
+  });
+
+  it("refuses to fork from a threadpool callback while other threadpool work is in flight", async () => {
+    const run = await runFixture("loop-busy.mjs", [], ST, 60_000);
+    expect(event(run, "refusal")).toMatchObject({ refused: true, code: "ERR_REALFORK_LOOP_FORK" });
+    expect(event(run, "refusal").message).toMatch(/threadpool callback .* in flight; fork from synchronous code/);
+  });
+});
+
+describe("how a child with its own loop ends", () => {
+  it("drains: 'beforeExit' may schedule more work, then 'exit', then status 0", async () => {
+    const run = await runFixture("loop-exit.mjs", ["drained"], ST);
+    expect(run.events.map((e) => e.event)).toEqual([
+      "beforeExit",
+      "more",
+      "beforeExit",
+      "more",
+      "beforeExit",
+      "exit",
+      "waited",
+    ]);
+    expect(event(run, "waited")).toMatchObject({ state: "exited", code: 0 });
+  });
+
+  it("keeps process.exitCode and process.exit()'s code, after the 'exit' listeners", async () => {
+    const code = await runFixture("loop-exit.mjs", ["exitCode"], ST);
+    expect(event(code, "exit")).toEqual({ event: "exit", code: 3 });
+    expect(event(code, "waited")).toMatchObject({ state: "exited", code: 3 });
+    const exit = await runFixture("loop-exit.mjs", ["processExit"], ST);
+    expect(event(exit, "exit")).toEqual({ event: "exit", code: 5 });
+    expect(event(exit, "waited")).toMatchObject({ state: "exited", code: 5 });
+    expect(exit.events.some((e) => e.event === "never")).toBe(false);
+  });
+
+  it("ends with status 1 on an uncaught exception or rejection, unless the child handles it", async () => {
+    const thrown = await runFixture("loop-exit.mjs", ["thrown"], ST);
+    expect(thrown.stderr).toMatch(/uncaught exception in forked child \d+:\nError: thrown in the loop child/);
+    expect(event(thrown, "exit")).toEqual({ event: "exit", code: 1 });
+    expect(event(thrown, "waited")).toMatchObject({ state: "exited", code: 1 });
+    const rejected = await runFixture("loop-exit.mjs", ["rejected"], ST);
+    expect(rejected.stderr).toContain("Error: rejected in the loop child");
+    expect(event(rejected, "waited")).toMatchObject({ state: "exited", code: 1 });
+    const caught = await runFixture("loop-exit.mjs", ["caught"], ST);
+    expect(event(caught, "caught")).toMatchObject({ message: "handled by the child" });
+    expect(event(caught, "waited")).toMatchObject({ state: "exited", code: 0 });
+  });
+});
