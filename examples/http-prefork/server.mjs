@@ -36,6 +36,8 @@ say("listening", { port: rf.getsockname(listener).port, pid: process.pid, rows: 
 
 const reaper = new rf.Reaper();
 let stopping = false;
+// Signal handles do not keep Node's loop alive: this does, until the stop.
+const alive = setInterval(() => {}, 2 ** 30);
 
 /** Forks one worker; true in the worker. */
 function startWorker() {
@@ -65,6 +67,7 @@ reaper.on("exit", (status) => {
     if (reaper.live === 0) {
       rf.close(listener);
       reaper.dispose();
+      clearInterval(alive);
       say("stopped");
     }
     return;

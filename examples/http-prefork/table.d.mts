@@ -1,0 +1,3 @@
+export declare const row: (i: number) => string;
+export declare function loadTable(rows: number): string[];
+export declare function handler(table: string[]): import("node:http").RequestListener;
