@@ -62,6 +62,34 @@ describe("fork({ eventLoop: true })", () => {
   });
 });
 
+describe("what a child with its own loop keeps, and what fork({ eventLoop }) refuses", () => {
+  it("keeps stdio and `keep` (even a descriptor a parent's handle holds) and closes the parent's other sockets", async () => {
+    const run = await runFixture("loop-keep.mjs", [], ST, 30_000);
+    expect(run.code, run.stderr).toBe(0);
+    const parent = event(run, "parent");
+    expect(event(run, "child")).toEqual({ event: "child", open: [parent.kept] });
+    expect(parent).toMatchObject({ stillOpen: true, status: { state: "exited", code: 0 } });
+    // Each connection was answered by the child's own server or the
+    // parent's, never the parent's server running in the child.
+    expect(run.events.filter((e) => e.event === "stolen")).toEqual([]);
+    const answers = parent.answers as string[];
+    expect(answers).toHaveLength(10);
+    for (const a of answers) expect(["child", "parent"]).toContain(a);
+  });
+
+  it("refuses with a clear error while a Worker thread lives or the inspector is open, and forks again after", async () => {
+    const run = await runFixture("loop-keep.mjs", [], ST, 30_000);
+    expect(event(run, "refusals")).toEqual({
+      event: "refusals",
+      keepType: expect.stringMatching(/^ERR_INVALID_ARG_TYPE: The "keep\[0\]" argument must be of type number/),
+      worker:
+        "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: 1 Worker thread(s) alive; terminate them first",
+      inspector: "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: the inspector is active; close it first",
+      afterAll: "forked",
+    });
+  });
+});
+
 describe("how a child with its own loop ends", () => {
   it("drains: 'beforeExit' may schedule more work, then 'exit', then status 0", async () => {
     const run = await runFixture("loop-exit.mjs", ["drained"], ST);
