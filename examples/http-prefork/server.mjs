@@ -36,6 +36,7 @@ say("listening", { port: rf.getsockname(listener).port, pid: process.pid, rows: 
 
 const reaper = new rf.Reaper();
 let stopping = false;
+let stopped = false;
 // Signal handles do not keep Node's loop alive: this does, until the stop.
 const alive = setInterval(() => {}, 2 ** 30);
 
@@ -64,7 +65,9 @@ function startWorker() {
 reaper.on("exit", (status) => {
   say("worker-exit", status);
   if (stopping) {
-    if (reaper.live === 0) {
+    // One SIGCHLD may report several workers: the last one closes.
+    if (reaper.live === 0 && !stopped) {
+      stopped = true;
       rf.close(listener);
       reaper.dispose();
       clearInterval(alive);

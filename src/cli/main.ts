@@ -1,6 +1,7 @@
 import { SyscallError } from "../lib/errors.js";
 import { warn } from "../lib/output.js";
 import { benchCommand } from "./commands/bench.js";
+import { benchHttpCommand } from "./commands/bench-http.js";
 import { clientCommand } from "./commands/client.js";
 import { compareCommand } from "./commands/compare.js";
 import { demoCommand } from "./commands/demo.js";
@@ -19,6 +20,7 @@ Commands
   fds <pid>             who holds which descriptor: the reference counts
   demo                  the story of one connection, told with real fd tables
   bench                 drive one server with the C load generator; what fork costs
+  bench-http            forked http workers against node:cluster (fork({ eventLoop }))
   compare               the C server and realfork serve side by side: behaviour, then speed
   help                  this text
 
@@ -40,6 +42,7 @@ const commands: Record<string, Command> = {
   fds: fdsCommand,
   demo: demoCommand,
   bench: benchCommand,
+  "bench-http": benchHttpCommand,
   compare: compareCommand,
 };
 
