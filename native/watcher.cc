@@ -1,7 +1,7 @@
-// FdWatcher: tells JavaScript when a descriptor is readable, through the
-// event loop (uv_poll). The server's parent uses it on the listening socket
-// so that it waits for connections without blocking: signals (SIGCHLD for
-// reaping, SIGTERM for shutdown) are handled while it is idle.
+// FdWatcher: tells JavaScript when a descriptor is readable or writable,
+// through the event loop (uv_poll). The server's parent uses it on the
+// listening socket so that it waits for connections without blocking: signals
+// (SIGCHLD for reaping, SIGTERM for shutdown) are handled while it is idle.
 #include <uv.h>
 
 #include <memory>
@@ -60,9 +60,13 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
  private:
+  // start([events]): events is UV_READABLE (1, the default), UV_WRITABLE (2) or both.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (handle_ == nullptr) return Errno(info.Env(), EBADF);
-    int r = uv_poll_start(handle_, UV_READABLE, OnReadable);
+    int events = UV_READABLE;
+    if (info.Length() > 0 && !info[0].IsUndefined() && !ArgInt(info, 0, &events)) return {};
+    if ((events & ~(UV_READABLE | UV_WRITABLE)) != 0 || events == 0) return Errno(info.Env(), EINVAL);
+    int r = uv_poll_start(handle_, events, OnReady);
     if (r != 0) return Napi::Number::New(info.Env(), r);
     if (!active_) Ref();  // keep this object alive while the loop can call it
     active_ = true;
@@ -92,7 +96,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     handle_ = nullptr;
   }
 
-  static void OnReadable(uv_poll_t* handle, int status, int events) {
+  static void OnReady(uv_poll_t* handle, int status, int events) {
     auto* self = static_cast<FdWatcher*>(handle->data);
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);

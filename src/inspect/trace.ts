@@ -4,7 +4,7 @@
 import { readlinkSync } from "node:fs";
 import { native } from "../lib/native.js";
 import { writeAll } from "../lib/output.js";
-import type { ServerStep } from "../lib/server.js";
+import type { ServerStep } from "../lib/server/types.js";
 import { type Holder, snapshot } from "./fdtable.js";
 import { holderText } from "./fdview.js";
 

@@ -26,7 +26,8 @@ export interface NativeFdEntry {
 }
 
 export interface NativeFdWatcher {
-  start(): number;
+  /** events: 1 readable (default), 2 writable, 3 both; 0 or -errno. */
+  start(events?: number): number;
   stop(): void;
   close(): void;
 }

@@ -1,8 +1,8 @@
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { Tracer } from "../../inspect/trace.js";
-import { warn } from "../../lib/output.js";
-import { EchoServer, formatAddress } from "../../lib/server.js";
+import { warn, writeAll } from "../../lib/output.js";
+import { echoHandler, ForkingServer, formatAddress } from "../../lib/server.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const SERVE_USAGE = `Usage: realfork serve <port> [options]
@@ -74,43 +74,65 @@ export async function serveCommand(argv: string[]): Promise<void> {
         throw new UsageError(`--${name} applies to the fork-per-connection server, not to --prefork`, SERVE_USAGE);
     }
   }
-  const server = new EchoServer({
-    host,
-    port: portArg(portText, 0, SERVE_USAGE),
-    bufferSize: intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, SERVE_USAGE),
-    maxChildren: intOption("--max-children", values["max-children"], 256, 1, 1_000_000, SERVE_USAGE),
-    backlog: intOption("--backlog", values.backlog, 128, 1, 65535, SERVE_USAGE),
-    quiet: values.quiet ?? false,
-    prefork,
-    leakParent: values["leak-parent"] ?? false,
-    leakChild: values["leak-child"] ?? false,
-    ...(values.trace ? { onStep: new Tracer(values.json ?? false).onStep } : {}),
+  const quiet = values.quiet ?? false;
+  const server = new ForkingServer(
+    {
+      host,
+      port: portArg(portText, 0, SERVE_USAGE),
+      maxChildren: intOption("--max-children", values["max-children"], 256, 1, 1_000_000, SERVE_USAGE),
+      backlog: intOption("--backlog", values.backlog, 128, 1, 65535, SERVE_USAGE),
+      prefork,
+      leakParent: values["leak-parent"] ?? false,
+      leakChild: values["leak-child"] ?? false,
+      ...(values.trace ? { onStep: new Tracer(values.json ?? false).onStep } : {}),
+    },
+    echoHandler({
+      bufferSize: intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, SERVE_USAGE),
+      quiet,
+      announce: prefork > 0,
+    }),
+  );
+  if (!quiet) server.on("connection", () => writeAll(1, "new client connected...\n"));
+  server.on("child-exit", (status) => {
+    if (!quiet) writeAll(1, `removed proc id: ${status.pid} \n`);
+    if (status.state === "signaled") warn(`realfork: child ${status.pid} was killed by ${status.signal}`);
+    else if (status.code !== 0) warn(`realfork: child ${status.pid} exited with status ${status.code}`);
   });
-  const bound = server.listen();
+  server.on("error", (err) => warn(`realfork: ${err.message}`));
+  // The handlers exist before the listener does: whoever sees "listening"
+  // (or the first --trace line) may send SIGTERM at once and get a clean stop.
   const report = () => warn(`fork-us: ${server.takeForkTimes().join(" ")}`.trimEnd());
   process.on("SIGUSR2", report);
-  warn(`realfork serve: listening on ${formatAddress(bound.address, bound.port)} (pid ${process.pid})`);
-  await untilStopped(server);
-  process.off("SIGUSR2", report);
+  const stop = stopOnSignal(server);
+  try {
+    const bound = server.listen();
+    warn(`realfork serve: listening on ${formatAddress(bound.address, bound.port)} (pid ${process.pid})`);
+    await stop.stopped;
+  } finally {
+    stop.remove();
+    process.off("SIGUSR2", report);
+  }
 }
 
 /**
  * SIGTERM or SIGINT: stop accepting, SIGTERM the children, reap them, exit 0.
  * A second SIGINT (or SIGTERM), or children still there after 4 s: SIGKILL.
  */
-function untilStopped(server: EchoServer): Promise<void> {
-  return new Promise((resolve) => {
+function stopOnSignal(server: ForkingServer): { stopped: Promise<void>; remove: () => void } {
+  let onSignal: (signal: NodeJS.Signals) => void = () => {};
+  const remove = () => {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  };
+  const stopped = new Promise<void>((resolve) => {
     let stopping = false;
-    let force: NodeJS.Timeout | undefined;
-    const onSignal = (signal: NodeJS.Signals) => {
+    onSignal = (signal) => {
       if (!stopping) {
         stopping = true;
         warn(`realfork serve: ${signal}: closing the listener, ending ${server.children.length} child(ren)`);
-        force = setTimeout(() => server.signalChildren("SIGKILL"), 4000);
-        server.stop("SIGTERM").then(() => {
+        const force = setTimeout(() => server.signalChildren("SIGKILL"), 4000);
+        server.close("SIGTERM").then(() => {
           clearTimeout(force);
-          process.off("SIGINT", onSignal);
-          process.off("SIGTERM", onSignal);
           warn("realfork serve: stopped");
           resolve();
         });
@@ -119,7 +141,8 @@ function untilStopped(server: EchoServer): Promise<void> {
         server.signalChildren("SIGKILL");
       }
     };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
   });
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  return { stopped, remove };
 }
