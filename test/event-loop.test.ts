@@ -129,3 +129,19 @@ describe("how a child with its own loop ends", () => {
     expect(event(caught, "waited")).toMatchObject({ state: "exited", code: 0 });
   });
 });
+
+describe("ForkingServer async mode (prefork + eventLoop)", () => {
+  it("needs prefork and a boolean, and says so", async () => {
+    const { ForkingServer } = await import("../src/index.js");
+    const worker = () => undefined;
+    expect(() => new ForkingServer({ eventLoop: true }, worker)).toThrow(
+      expect.objectContaining({
+        code: "ERR_INVALID_ARG_VALUE",
+        message: "options.eventLoop needs options.prefork > 0 (async workers)",
+      }),
+    );
+    expect(() => new ForkingServer({ prefork: 2, eventLoop: "yes" as unknown as true }, worker)).toThrow(
+      expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }),
+    );
+  });
+});
