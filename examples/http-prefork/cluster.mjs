@@ -6,18 +6,9 @@
 //   node examples/http-prefork/cluster.mjs --workers 4 [--policy rr|none]
 import cluster from "node:cluster";
 import http from "node:http";
-import { parseArgs } from "node:util";
-import { handler, loadTable } from "./table.mjs";
+import { exampleArgs, handler, loadTable } from "./table.mjs";
 
-const { values } = parseArgs({
-  options: {
-    port: { type: "string", default: "0" },
-    host: { type: "string", default: "127.0.0.1" },
-    workers: { type: "string", default: "4" },
-    rows: { type: "string", default: "500000" },
-    policy: { type: "string", default: "rr" },
-  },
-});
+const values = exampleArgs({ policy: { type: "string", default: "rr" } });
 const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
 
 if (cluster.isPrimary) {

@@ -12,18 +12,10 @@
 // One JSON line per event on stdout: listening, ready (per worker, with the
 // time from fork() to listening), worker-exit, stopped.
 import http from "node:http";
-import { parseArgs } from "node:util";
 import { ForkingServer, writeAll } from "realfork";
-import { handler, loadTable } from "./table.mjs";
+import { exampleArgs, handler, loadTable } from "./table.mjs";
 
-const { values } = parseArgs({
-  options: {
-    port: { type: "string", default: "0" },
-    host: { type: "string", default: "127.0.0.1" },
-    workers: { type: "string", default: "4" },
-    rows: { type: "string", default: "500000" },
-  },
-});
+const values = exampleArgs();
 const say = (event, fields = {}) => writeAll(1, `${JSON.stringify({ event, ...fields })}\n`);
 
 const table = loadTable(Number(values.rows));

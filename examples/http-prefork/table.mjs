@@ -1,5 +1,20 @@
 // The shared part of the http-prefork example and its node:cluster
-// counterpart: a large table loaded once, and the handler that answers from it.
+// counterpart: their options, a large table loaded once, and the handler
+// that answers from it.
+import { parseArgs } from "node:util";
+
+/** --port, --host, --workers, --rows, and any `extra` options. */
+export function exampleArgs(extra = {}) {
+  return parseArgs({
+    options: {
+      port: { type: "string", default: "0" },
+      host: { type: "string", default: "127.0.0.1" },
+      workers: { type: "string", default: "4" },
+      rows: { type: "string", default: "500000" },
+      ...extra,
+    },
+  }).values;
+}
 
 /** Row i of the table, as the handler sends it (the test checks every answer with it). */
 export const row = (i) => `{"id":${i},"name":"item ${i}","score":${(i * 7919) % 1000}}`;
