@@ -83,6 +83,7 @@ describe("what a child with its own loop keeps, and what fork({ eventLoop }) ref
     expect(event(run, "refusals")).toEqual({
       event: "refusals",
       keepType: expect.stringMatching(/^ERR_INVALID_ARG_TYPE: The "keep\[0\]" argument must be of type number/),
+      keepWithoutLoop: "ERR_INVALID_ARG_VALUE: fork({ keep }) goes with eventLoop: true",
       worker:
         "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: 1 Worker thread(s) alive; terminate them first",
       inspector: "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: the inspector is active; close it first",

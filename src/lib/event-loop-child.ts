@@ -41,7 +41,7 @@ const HANDLE_TYPES = new Set([
   "SIGNALWRAP",
 ]);
 /** Resources whose callbacks come from libuv's threadpool. */
-const POOL_TYPE = /^(FSREQ|GETADDRINFO|GETNAMEINFO|ZLIB)|REQUEST$/;
+const POOL_TYPE = /^(FSREQ|GETADDRINFO|GETNAMEINFO|ZLIB)|^(?!HTTP).*REQUEST$/;
 
 const timeouts = new Map<number, NodeJS.Timeout>();
 const immediates = new Map<number, NodeJS.Immediate>();

@@ -71,6 +71,10 @@ export function fork(options: ForkOptions = {}): number {
   if (!v8SingleThreaded) throw new ForkSafetyError();
   const eventLoop = options.eventLoop === true;
   const keep = (options.keep ?? []).map((fd, i) => v.fd(fd, `keep[${i}]`));
+  if (keep.length > 0 && !eventLoop) {
+    // A plain child closes what it does not use itself (closeInherited).
+    throw Object.assign(new TypeError("fork({ keep }) goes with eventLoop: true"), { code: "ERR_INVALID_ARG_VALUE" });
+  }
   if (eventLoop) checkLoopForkSafe();
   if (!hooksInstalled) installHooks();
   const pid = check(native.fork(eventLoop), "fork");
