@@ -57,28 +57,24 @@ uv_loop_t* LoopOf(Napi::Env env) {
   return loop;
 }
 
-// Loop turns, counted in the check phase (after poll). Threadpool callbacks
-// run in the poll phase, in one batch; JS compares this number to the one it
-// saw in the last threadpool callback.
-uint64_t iterations = 0;
-uv_check_t* iteration_check = nullptr;
-
-Napi::Value LoopIteration(const Napi::CallbackInfo& info) {
-  if (iteration_check == nullptr) {
-    iteration_check = new uv_check_t;
-    uv_check_init(LoopOf(info.Env()), iteration_check);
-    uv_check_start(iteration_check, [](uv_check_t*) { iterations++; });
-    uv_unref(reinterpret_cast<uv_handle_t*>(iteration_check));
-  }
-  return Napi::Number::New(info.Env(), static_cast<double>(iterations));
-}
-
-// Threadpool requests in flight (or finished and not yet collected).
-Napi::Value ThreadpoolInFlight(const Napi::CallbackInfo& info) {
+// Threadpool requests queued or running: the active requests that are
+// neither stream requests nor finished work waiting in loop->wq. While one
+// runs, its pool thread may hold a lock (OpenSSL's, the resolver's) that a
+// child would wait on for ever (seen once: a child forked during pbkdf2
+// hung in randomFill); a batch of finished work being delivered has left
+// loop->wq and counts here too (the rest of the batch would run in a child).
+Napi::Value ThreadpoolRunning(const Napi::CallbackInfo& info) {
   uv_loop_t* loop = LoopOf(info.Env());
   unsigned streams = StreamReqs(loop);
+  uv_mutex_lock(&loop->wq_mutex);
+  unsigned finished = QueueLength(&loop->wq);
+  uv_mutex_unlock(&loop->wq_mutex);
   unsigned all = loop->active_reqs.count;
-  return Napi::Number::New(info.Env(), all > streams ? all - streams : 0);
+  unsigned idle = streams + finished;
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("running", all > idle ? all - idle : 0);
+  out.Set("finished", finished);
+  return out;
 }
 
 // The child's end: a ref'd prepare handle that keeps Node's own exit path
@@ -149,8 +145,7 @@ void PrepareLoopInChild(uv_loop_t* loop) {
 uv_loop_t* EventLoop(Napi::Env env) { return LoopOf(env); }
 
 void InitLoopFork(Napi::Env env, Napi::Object exports) {
-  exports.Set("loopIteration", Napi::Function::New(env, LoopIteration, "loopIteration"));
-  exports.Set("threadpoolInFlight", Napi::Function::New(env, ThreadpoolInFlight, "threadpoolInFlight"));
+  exports.Set("threadpoolWork", Napi::Function::New(env, ThreadpoolRunning, "threadpoolWork"));
   exports.Set("startLoopGuard", Napi::Function::New(env, StartLoopGuard, "startLoopGuard"));
 }
 

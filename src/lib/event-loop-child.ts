@@ -40,16 +40,11 @@ const HANDLE_TYPES = new Set([
   "STATWATCHER",
   "SIGNALWRAP",
 ]);
-/** Resources whose callbacks come from libuv's threadpool. */
-const POOL_TYPE = /^(FSREQ|GETADDRINFO|GETNAMEINFO|ZLIB)|^(?!HTTP).*REQUEST$/;
 
 const timeouts = new Map<number, NodeJS.Timeout>();
 const immediates = new Map<number, NodeJS.Immediate>();
 const handles = new Map<number, Closable>();
 const workers = new Set<number>();
-const poolResources = new Set<number>();
-/** The loop turn of the last threadpool callback. */
-let poolCallbackTurn = -1;
 
 const registry = createHook({
   init(id, type, _trigger, resource) {
@@ -58,29 +53,20 @@ const registry = createHook({
     else if (type === "Immediate") immediates.set(id, resource as NodeJS.Immediate);
     else if (HANDLE_TYPES.has(type)) handles.set(id, resource as Closable);
     else if (type === "WORKER") workers.add(id);
-    else if (POOL_TYPE.test(type)) poolResources.add(id);
-  },
-  before(id) {
-    if (poolResources.has(id)) poolCallbackTurn = native.loopIteration();
   },
   destroy(id) {
-    timeouts.delete(id) ||
-      immediates.delete(id) ||
-      handles.delete(id) ||
-      workers.delete(id) ||
-      poolResources.delete(id);
+    timeouts.delete(id) || immediates.delete(id) || handles.delete(id) || workers.delete(id);
   },
 });
 registry.enable();
-native.loopIteration(); // starts the turn counter in the parent
 
 /**
  * Throws LoopForkError when a child with its own loop cannot be made safe:
  * not the main thread, Worker threads alive (their state is not copied), the
- * inspector attached, or a threadpool callback running in this loop turn
- * while other threadpool work is in flight (libuv runs the finished work in
- * one batch; the rest of the batch would run the parent's callbacks in the
- * child). Linux only.
+ * inspector attached, or threadpool work queued or running (a pool thread
+ * may hold a lock the child would wait on for ever; a batch of finished work
+ * being delivered would go on in the child). Finished work not yet collected
+ * is fine: the child drops it. Linux only.
  */
 export function checkLoopForkSafe(): void {
   if (process.platform !== "linux") {
@@ -94,10 +80,10 @@ export function checkLoopForkSafe(): void {
   if (!isMainThread) throw new LoopForkError("called from a worker thread; fork from the main thread");
   if (workers.size > 0) throw new LoopForkError(`${workers.size} Worker thread(s) alive; terminate them first`);
   if (inspectorUrl() !== undefined) throw new LoopForkError("the inspector is active; close it first");
-  const inFlight = native.threadpoolInFlight();
-  if (inFlight > 0 && poolCallbackTurn === native.loopIteration()) {
+  const { running } = native.threadpoolWork();
+  if (running > 0) {
     throw new LoopForkError(
-      `called from a threadpool callback (fs, dns, crypto, zlib) while ${inFlight} other threadpool request(s) are in flight; fork from synchronous code, a timer or setImmediate`,
+      `${running} threadpool request(s) (fs, dns, crypto, zlib) queued or running; a pool thread may hold a lock the child would wait on for ever: fork once they are done`,
     );
   }
 }
@@ -159,7 +145,6 @@ export function enterLoopChild(keep: readonly number[]): void {
   // every promise and callback (measured: bench-http workers 4x slower).
   registry.disable();
   workers.clear();
-  poolResources.clear();
   native.closeFdWatchers();
   for (const [fd, copy] of parked) {
     if (copy >= 0) {

@@ -57,10 +57,8 @@ export interface NativeBinding {
   setfl(fd: number, flags: number): number;
   /** With eventLoop true, the child's libuv loop is made its own (native/loopfork.cc). */
   fork(eventLoop?: boolean): number;
-  /** Loop turns so far, counted in the check phase. */
-  loopIteration(): number;
-  /** libuv requests in flight that are threadpool work (not stream writes). */
-  threadpoolInFlight(): number;
+  /** Threadpool requests queued or running, and finished ones not yet collected. */
+  threadpoolWork(): { running: number; finished: number };
   /** A ref'd prepare handle: onIdle when nothing else is alive, then onDrained if still nothing. */
   startLoopGuard(onIdle: () => void, onDrained: () => void): void;
   /** Closes every FdWatcher of this process, with no callback. */
