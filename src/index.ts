@@ -1,7 +1,7 @@
 export { type ClientOptions, type ClientResult, runClient } from "./lib/client.js";
 export { closeInherited, openDescriptors } from "./lib/descriptors.js";
 export { InvalidArgTypeError, OutOfRangeError, SyscallError } from "./lib/errors.js";
-export { isLoopChild, LoopForkError } from "./lib/event-loop-child.js";
+export { disableLoopRegistry, isLoopChild, LoopForkError } from "./lib/event-loop-child.js";
 export {
   _exit,
   CHILD_ESCAPED_STATUS,

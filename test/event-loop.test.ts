@@ -83,7 +83,7 @@ describe("what a child with its own loop keeps, and what fork({ eventLoop }) ref
     for (const a of answers) expect(["child", "parent"]).toContain(a);
   });
 
-  it("refuses with a clear error while a Worker thread lives or the inspector is open, and forks again after", async () => {
+  it("refuses with a clear error while a Worker thread lives or the inspector is open, forks again after, and not once the registry is off", async () => {
     const run = await runFixture("loop-keep.mjs", [], ST, 30_000);
     expect(event(run, "refusals")).toEqual({
       event: "refusals",
@@ -93,6 +93,8 @@ describe("what a child with its own loop keeps, and what fork({ eventLoop }) ref
         "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: 1 Worker thread(s) alive; terminate them first",
       inspector: "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: the inspector is active; close it first",
       afterAll: "forked",
+      registryOff:
+        "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: disableLoopRegistry() was called in this process: its timers and handles are not known",
     });
   });
 });

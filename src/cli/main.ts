@@ -1,4 +1,5 @@
 import { SyscallError } from "../lib/errors.js";
+import { disableLoopRegistry } from "../lib/event-loop-child.js";
 import { warn } from "../lib/output.js";
 import { benchCommand } from "./commands/bench.js";
 import { benchHttpCommand } from "./commands/bench-http.js";
@@ -48,6 +49,9 @@ const commands: Record<string, Command> = {
 
 /** Runs the CLI; sets process.exitCode, never calls process.exit. */
 export async function main(argv: string[]): Promise<void> {
+  // No command forks with eventLoop: spare every realfork process the
+  // registry's promise hooks.
+  disableLoopRegistry();
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     process.stdout.write(HELP);
