@@ -11,7 +11,8 @@
         "native/exec.cc",
         "native/memory.cc",
         "native/signal_pipe.cc",
-        "native/signals.cc"
+        "native/signals.cc",
+        "native/loopfork.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

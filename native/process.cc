@@ -14,7 +14,11 @@
 namespace realfork {
 namespace {
 
+// fork(eventLoop): with eventLoop true, the child's libuv loop is made its
+// own before anything else runs in it (native/loopfork.cc).
 Napi::Value Fork(const Napi::CallbackInfo& info) {
+  bool own_loop = info.Length() > 0 && info[0].ToBoolean();
+  uv_loop_t* loop = own_loop ? EventLoop(info.Env()) : nullptr;
   // All signals stay blocked across fork() so that no handler runs in the
   // child before its dispositions are its own (node-pty does the same).
   sigset_t all, old;
@@ -25,6 +29,7 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   pid_t pid = fork();
   int err = errno;
   if (pid == 0) ResetSignalHandlersInChild();
+  if (pid == 0 && loop != nullptr) PrepareLoopInChild(loop);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return pid < 0 ? Errno(info.Env(), err) : Napi::Number::New(info.Env(), pid);
 }

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMemory(env, exports);
   InitSignalPipe(env, exports);
   InitSignals(env, exports);
+  InitLoopFork(env, exports);
   return exports;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <napi.h>
+#include <uv.h>
 
 namespace realfork {
 
@@ -14,6 +15,7 @@ void InitExec(Napi::Env env, Napi::Object exports);
 void InitMemory(Napi::Env env, Napi::Object exports);
 void InitSignalPipe(Napi::Env env, Napi::Object exports);
 void InitSignals(Napi::Env env, Napi::Object exports);
+void InitLoopFork(Napi::Env env, Napi::Object exports);
 
 // Prepares the address space so that the child of fork() gets all of it
 // (Linux: undo V8's MADV_DONTFORK). Defined per OS.
@@ -25,5 +27,9 @@ void NoteSignalHandlers();
 void ResetSignalHandlersInChild();
 // A signal handler was installed or removed: the next fork looks again.
 void ForgetSignalHandlers();
+// In the child of fork({ eventLoop: true }), before any JS or libuv call:
+// gives the child a loop of its own (native/loopfork.cc).
+void PrepareLoopInChild(uv_loop_t* loop);
+uv_loop_t* EventLoop(Napi::Env env);
 
 }  // namespace realfork

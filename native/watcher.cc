@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include <memory>
+#include <unordered_set>
 
 #include "args.h"
 #include "syscalls.h"
@@ -40,12 +41,22 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
       return;
     }
     handle_->data = this;
+    live_.insert(this);
     callback_ = Napi::Persistent(info[1].As<Napi::Function>());
     context_ = std::make_unique<Napi::AsyncContext>(info.Env(), "realfork.FdWatcher");
   }
 
   ~FdWatcher() override {
     if (handle_ != nullptr) CloseHandle();
+  }
+
+  // In a child of fork({ eventLoop: true }): the parent's watchers are in the
+  // child's new loop too, and would call the parent's callbacks there.
+  static void CloseAll() {
+    for (FdWatcher* w : std::unordered_set<FdWatcher*>(live_)) {
+      w->StopHandle();
+      w->CloseHandle();
+    }
   }
 
  private:
@@ -80,6 +91,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
   }
 
   void CloseHandle() {
+    live_.erase(this);
     uv_close(reinterpret_cast<uv_handle_t*>(handle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     handle_ = nullptr;
   }
@@ -99,6 +111,7 @@ class FdWatcher : public Napi::ObjectWrap<FdWatcher> {
     }
   }
 
+  static inline std::unordered_set<FdWatcher*> live_;
   uv_poll_t* handle_ = nullptr;
   bool active_ = false;
   Napi::FunctionReference callback_;
@@ -117,10 +130,16 @@ Napi::Value LoopWakeupFds(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value CloseFdWatchers(const Napi::CallbackInfo& info) {
+  FdWatcher::CloseAll();
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitWatcher(Napi::Env env, Napi::Object exports) {
   exports.Set("FdWatcher", FdWatcher::Define(env));
+  exports.Set("closeFdWatchers", Napi::Function::New(env, CloseFdWatchers, "closeFdWatchers"));
   exports.Set("loopWakeupFds", Napi::Function::New(env, LoopWakeupFds, "loopWakeupFds"));
 }
 

@@ -1,8 +1,10 @@
 import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { SyscallError } from "../lib/errors.js";
+import { disableLoopRegistry } from "../lib/event-loop-child.js";
 import { warn } from "../lib/output.js";
 import { benchCommand } from "./commands/bench.js";
+import { benchHttpCommand } from "./commands/bench-http.js";
 import { checkCommand } from "./commands/check.js";
 import { clientCommand } from "./commands/client.js";
 import { compareCommand } from "./commands/compare.js";
@@ -26,6 +28,7 @@ Commands
   demo                  the story of one connection, told with real fd tables
   step <pid>            let a process of serve --step or client --step go on
   bench                 drive one server with the C load generator; what fork costs
+  bench-http            forked http workers against node:cluster (fork({ eventLoop }))
   compare               the C server and realfork serve side by side: behaviour, then speed
   help                  this text
 
@@ -50,12 +53,16 @@ const commands: Record<string, Command> = {
   check: checkCommand,
   demo: demoCommand,
   bench: benchCommand,
+  "bench-http": benchHttpCommand,
   compare: compareCommand,
   step: stepCommand,
 };
 
 /** Runs the CLI; sets process.exitCode, never calls process.exit. */
 export async function main(argv: string[]): Promise<void> {
+  // No command forks with eventLoop: spare every realfork process the
+  // registry's promise hooks.
+  disableLoopRegistry();
   const [name, ...rest] = argv;
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     process.stdout.write(HELP);

@@ -4,6 +4,13 @@
 // synchronously, with _exit(), never back in the parent's event loop.
 import { constants } from "node:os";
 import { check } from "./errors.js";
+import {
+  checkLoopForkSafe,
+  enterLoopChild,
+  exitLoopChild,
+  isLoopChild,
+  uncaughtInLoopChild,
+} from "./event-loop-child.js";
 import { native } from "./native.js";
 import { warn } from "./output.js";
 import * as v from "./validate.js";
@@ -41,17 +48,39 @@ export function isForkedChild(): boolean {
   return native.getpid() !== originalPid;
 }
 
+export interface ForkOptions {
+  /**
+   * Give the child an event loop of its own: it may await, use timers,
+   * sockets, http, fs.promises, child_process; everything the parent had
+   * running (timers, handles, listeners, descriptors) is closed in the child
+   * before fork() returns 0. The child ends with _exit when its loop has
+   * nothing left, on process.exit() or on an uncaught exception, after its
+   * 'beforeExit'/'exit' listeners. Linux only.
+   */
+  eventLoop?: boolean;
+  /** With eventLoop: descriptors above stderr that the child keeps (e.g. a listener). */
+  keep?: readonly number[];
+}
+
 /**
  * fork(2): the child's pid in the parent, 0 in the child. The child goes on
- * running the code that follows, and must end with _exit(): its JavaScript
- * must stay synchronous (no await, no callbacks), because the event loop it
- * would return to is the parent's (same epoll set, same pending events).
+ * running the code that follows. Without `eventLoop` it must end with
+ * _exit(): its JavaScript must stay synchronous (no await, no callbacks),
+ * because the event loop it would return to is the parent's (same epoll set,
+ * same pending events). With `{ eventLoop: true }` it gets a loop of its own.
  */
-export function fork(): number {
+export function fork(options: ForkOptions = {}): number {
   if (!v8SingleThreaded) throw new ForkSafetyError();
+  const eventLoop = options.eventLoop === true;
+  const keep = (options.keep ?? []).map((fd, i) => v.fd(fd, `keep[${i}]`));
+  if (keep.length > 0 && !eventLoop) {
+    // A plain child closes what it does not use itself (closeInherited).
+    throw Object.assign(new TypeError("fork({ keep }) goes with eventLoop: true"), { code: "ERR_INVALID_ARG_VALUE" });
+  }
+  if (eventLoop) checkLoopForkSafe();
   if (!hooksInstalled) installHooks();
-  const pid = check(native.fork(), "fork");
-  if (pid === 0) enterChild();
+  const pid = check(native.fork(eventLoop), "fork");
+  if (pid === 0) eventLoop ? enterLoopChild(keep) : enterChild();
   return pid;
 }
 
@@ -99,6 +128,7 @@ function installHooks(): void {
   const exit = process.exit;
   process.exit = ((code?: number | string | null) => {
     if (!isForkedChild()) return exit.call(process, code);
+    if (isLoopChild()) return exitLoopChild(code);
     const status = Number(code ?? process.exitCode ?? 0);
     return native._exit(Number.isInteger(status) ? status & 0xff : 1);
   }) as typeof process.exit;
@@ -106,6 +136,9 @@ function installHooks(): void {
   // listener of the parent's can run (and before Node's exit path).
   const emit = process.emit;
   process.emit = function (this: NodeJS.Process, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === "uncaughtException" && isLoopChild()) {
+      return uncaughtInLoopChild(() => (emit as (...a: unknown[]) => boolean).call(this, event, ...args), args[0]);
+    }
     if (event === "uncaughtException" && isForkedChild()) {
       const err = args[0] as Error | undefined;
       warn(`realfork: uncaught exception in forked child ${native.getpid()}:\n${err?.stack ?? String(err)}`);

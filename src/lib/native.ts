@@ -56,7 +56,14 @@ export interface NativeBinding {
   poll(fds: number[], events: number[], timeout: number): number[] | number;
   getfl(fd: number): number;
   setfl(fd: number, flags: number): number;
-  fork(): number;
+  /** With eventLoop true, the child's libuv loop is made its own (native/loopfork.cc). */
+  fork(eventLoop?: boolean): number;
+  /** Threadpool requests queued or running, and finished ones not yet collected. */
+  threadpoolWork(): { running: number; finished: number };
+  /** A ref'd prepare handle: onIdle when nothing else is alive, then onDrained if still nothing. */
+  startLoopGuard(onIdle: () => void, onDrained: () => void): void;
+  /** Closes every FdWatcher of this process, with no callback. */
+  closeFdWatchers(): void;
   waitpid(pid: number, options: number): [number, number, number] | number;
   _exit(code: number): never;
   /** execve(2): returns only on failure, with -errno. */

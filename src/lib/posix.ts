@@ -200,3 +200,12 @@ export function getppid(): number {
 export function kill(pid: number, signal: number | NodeJS.Signals = "SIGTERM"): void {
   check(native.kill(v.pid(pid), signalNumber(signal)), "kill");
 }
+
+/**
+ * prctl(PR_SET_PDEATHSIG): the signal this process gets when its parent dies
+ * (Linux; ENOSYS elsewhere). A forked worker asks for SIGTERM so that a parent
+ * killed with SIGKILL does not leave it holding the listener.
+ */
+export function parentDeathSignal(signal: number | NodeJS.Signals = "SIGTERM"): void {
+  check(native.parentDeathSignal(signalNumber(signal)), "prctl");
+}

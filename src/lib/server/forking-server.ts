@@ -6,7 +6,7 @@ import { isIP } from "node:net";
 import { constants as os } from "node:os";
 import { closeInherited } from "../descriptors.js";
 import { InvalidArgTypeError, SyscallError } from "../errors.js";
-import { _exit, fork, trimBeforeForking } from "../fork.js";
+import { _exit, type ForkOptions, fork, trimBeforeForking } from "../fork.js";
 import { native } from "../native.js";
 import { warn } from "../output.js";
 import * as posix from "../posix.js";
@@ -19,6 +19,7 @@ import type {
   ConnectionHandler,
   ForkingServerEvents,
   ForkingServerOptions,
+  LoopWorker,
   ServerAddress,
   ServerStep,
 } from "./types.js";
@@ -43,10 +44,22 @@ function resolveOptions(options: ForkingServerOptions): Resolved {
     backlog: v.integer("options.backlog", options.backlog ?? 128, 1, 65535),
     maxChildren: v.integer("options.maxChildren", options.maxChildren ?? 256, 1, 1_000_000),
     prefork: v.integer("options.prefork", options.prefork ?? 0, 0, 4096),
+    eventLoop: eventLoopOption(options),
     leakParent: options.leakParent ?? false,
     leakChild: options.leakChild ?? false,
     onStep: options.onStep,
   };
+}
+
+function eventLoopOption(options: ForkingServerOptions): boolean {
+  const on = options.eventLoop ?? false;
+  if (typeof on !== "boolean") throw new InvalidArgTypeError("options.eventLoop", "of type boolean", on);
+  if (on && !(typeof options.prefork === "number" && options.prefork > 0)) {
+    throw Object.assign(new TypeError("options.eventLoop needs options.prefork > 0 (async workers)"), {
+      code: "ERR_INVALID_ARG_VALUE",
+    });
+  }
+  return on;
 }
 
 /**
@@ -63,6 +76,10 @@ function resolveOptions(options: ForkingServerOptions): Resolved {
  * With `prefork: N`, N workers are forked at listen(); each accepts on the
  * shared listener and runs the handler for one connection after another.
  *
+ * With `prefork: N, eventLoop: true` (async mode, Linux), each worker gets an
+ * event loop of its own and the handler is a LoopWorker: it starts, say, an
+ * http.Server on the shared listener; SIGTERM closes it.
+ *
  * Node must run with `--single-threaded` (see `ensureNodeFlags()`).
  *
  * @example
@@ -72,11 +89,16 @@ function resolveOptions(options: ForkingServerOptions): Resolved {
  * });
  * const { port } = server.listen();
  * process.once("SIGTERM", () => server.close());
+ *
+ * // Async mode: node:http in 4 workers on one listener.
+ * const web = new ForkingServer({ port: 8080, prefork: 4, eventLoop: true }, ({ listener }) =>
+ *   http.createServer((req, res) => res.end("hi")).listen({ fd: listener }),
+ * );
  * ```
  */
 export class ForkingServer extends EventEmitter<ForkingServerEvents> {
   readonly options: Readonly<Required<Omit<ForkingServerOptions, "onStep">>>;
-  readonly #handler: ConnectionHandler;
+  readonly #handler: ConnectionHandler | LoopWorker;
   readonly #onStep: ((step: ServerStep) => void) | undefined;
   #reaper: Reaper | null = null;
   #pool: PreforkPool | null = null;
@@ -95,7 +117,9 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
    * @param options - where to listen and how many children; all optional.
    * @param handler - runs in the forked child (or worker) for each connection.
    */
-  constructor(options: ForkingServerOptions, handler: ConnectionHandler) {
+  constructor(options: ForkingServerOptions & { eventLoop: true }, handler: LoopWorker);
+  constructor(options: ForkingServerOptions, handler: ConnectionHandler);
+  constructor(options: ForkingServerOptions, handler: ConnectionHandler | LoopWorker) {
     super();
     const { onStep, ...rest } = resolveOptions(options);
     if (typeof handler !== "function") throw new InvalidArgTypeError("handler", "a function", handler);
@@ -153,7 +177,7 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
 
   /** After listen(2): the reaper, then the workers or the watched accept loop. */
   #start(fd: number): ServerAddress {
-    const { prefork } = this.options;
+    const { prefork, eventLoop } = this.options;
     const bound = posix.getsockname(fd);
     this.#bound = { address: bound.address, port: bound.port };
     this.#reaper = new Reaper();
@@ -172,7 +196,8 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
       this.#pool = new PreforkPool(prefork, {
         listener: fd,
         handler: this.#handler,
-        fork: () => this.#fork(),
+        eventLoop,
+        fork: (options) => this.#fork(options),
         started: (pid) => {
           reaper.track(pid);
           this.#onStep?.({ step: "worker-started", child: pid, listener: fd });
@@ -280,7 +305,7 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
       // What the Node runtime left open (epoll, eventfds, pipes) goes too:
       // the child keeps stdin, stdout, stderr and its connection, as in C.
       closeInherited(leakChild ? [conn, listener] : [conn]);
-      handle(this.#handler, accepted, () => onStep?.({ step: "child-closed", conn }));
+      handle(this.#handler as ConnectionHandler, accepted, () => onStep?.({ step: "child-closed", conn }));
     } catch (err) {
       warn(childFailed("child", err));
       status = 1;
@@ -290,9 +315,9 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
   }
 
   /** fork(), with its latency in the parent kept for takeForkTimes(). */
-  #fork(): number {
+  #fork(options?: ForkOptions): number {
     const started = performance.now();
-    const pid = fork();
+    const pid = fork(options);
     if (pid !== 0 && this.#forkTimes.length < FORK_SAMPLES)
       this.#forkTimes.push(Math.round((performance.now() - started) * 1000));
     return pid;

@@ -3,11 +3,11 @@
 import { constants as os } from "node:os";
 import { closeInherited } from "../descriptors.js";
 import { SyscallError } from "../errors.js";
-import { _exit } from "../fork.js";
+import { _exit, type ForkOptions } from "../fork.js";
 import { native } from "../native.js";
 import { warn } from "../output.js";
 import { childFailed, handle } from "./connection.js";
-import type { ConnectionHandler } from "./types.js";
+import type { ConnectionHandler, LoopWorker } from "./types.js";
 
 /** A worker that ends sooner than this after its start counts as a crash. */
 const WORKER_MIN_LIFE_MS = 1000;
@@ -18,9 +18,12 @@ export const exhaustion = new Set(["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"]);
 /** What the pool needs from its server, in the parent. */
 export interface PoolHost {
   readonly listener: number;
-  readonly handler: ConnectionHandler;
+  /** A LoopWorker when eventLoop is on. */
+  readonly handler: ConnectionHandler | LoopWorker;
+  /** Async mode: workers forked with their own event loop. */
+  readonly eventLoop: boolean;
   /** fork(), timed; throws on failure. */
-  fork(): number;
+  fork(options?: ForkOptions): number;
   /** Tracks a new worker for reaping and reports its step. */
   started(pid: number): void;
   /** A fork failure the server goes on after. */
@@ -45,7 +48,7 @@ export class PreforkPool {
 
   /** Forks the first N workers. */
   start(): void {
-    for (let i = 0; i < this.size; i++) this.#startWorker();
+    for (let i = 0; i < this.size; i++) this.#later(() => this.#startWorker());
   }
 
   has(pid: number): boolean {
@@ -59,7 +62,7 @@ export class PreforkPool {
     this.#started.delete(pid);
     if (this.#host.stopping()) return;
     this.#crashes = Date.now() - startedAt < WORKER_MIN_LIFE_MS ? this.#crashes + 1 : 0;
-    if (this.#crashes === 0) this.#startWorker();
+    if (this.#crashes === 0) this.#later(() => this.#startWorker());
     else this.#scheduleRespawn(Math.min(8000, 125 * 2 ** this.#crashes));
   }
 
@@ -69,30 +72,72 @@ export class PreforkPool {
     this.#respawn = null;
   }
 
-  /** One more worker; on failure, another try in a second. */
-  #startWorker(): void {
+  /**
+   * An async-mode child returns from fork() into the parent's call stack:
+   * whatever follows in the current callback would run in the child too (the
+   * rest of a reap loop, another fork). Async workers are forked from a
+   * callback of their own, so nothing of the parent's follows.
+   */
+  #later(fn: () => void): void {
+    if (this.#host.eventLoop) setImmediate(fn);
+    else fn();
+  }
+
+  /** One more worker; on failure, another try in a second. True in an async worker. */
+  #startWorker(): boolean {
     let pid: number;
     const parent = native.getpid();
+    const { listener, handler, eventLoop } = this.#host;
+    const forkedAt = process.hrtime.bigint();
     try {
-      pid = this.#host.fork();
+      pid = this.#host.fork(eventLoop ? { eventLoop, keep: [listener] } : undefined);
     } catch (err) {
       const why = err instanceof SyscallError ? err.summary : String(err);
       this.#host.failed(new Error(`${why}; starting a worker again in 1 s`, { cause: err }));
       this.#scheduleRespawn(1000);
-      return;
+      return false;
     }
-    if (pid === 0) runWorker(this.#host.listener, this.#host.handler, parent);
+    if (pid === 0 && eventLoop) {
+      runLoopWorker(listener, handler as LoopWorker, parent, forkedAt);
+      return true;
+    }
+    if (pid === 0) runWorker(listener, handler as ConnectionHandler, parent);
     this.#started.set(pid, Date.now());
     this.#host.started(pid);
+    return false;
   }
 
   #scheduleRespawn(delayMs: number): void {
     if (this.#respawn || this.#host.stopping()) return;
     this.#respawn = setTimeout(() => {
       this.#respawn = null;
-      while (!this.#host.stopping() && this.#host.live() < this.size) this.#startWorker();
+      while (!this.#host.stopping() && this.#host.live() < this.size) {
+        if (this.#startWorker()) return;
+      }
     }, delayMs);
   }
+}
+
+/**
+ * An async worker (fork({ eventLoop: true })): starts the LoopWorker and
+ * returns to its own event loop. SIGTERM closes what the LoopWorker returned
+ * (or ends the worker when it returned nothing); the worker ends with status
+ * 0 when its loop drains, 1 when the LoopWorker throws.
+ */
+function runLoopWorker(listener: number, worker: LoopWorker, parent: number, forkedAt: bigint): void {
+  native.parentDeathSignal(os.signals.SIGTERM);
+  if (native.getppid() !== parent) process.exit(0);
+  let server: { close(): unknown } | undefined;
+  try {
+    server = worker({ listener, forkedAt });
+  } catch (err) {
+    warn(childFailed("worker", err));
+    process.exit(1);
+  }
+  process.once("SIGTERM", () => {
+    if (server) server.close();
+    else process.exit(0);
+  });
 }
 
 /**

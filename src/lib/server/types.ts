@@ -30,6 +30,23 @@ export interface Connection {
  */
 export type ConnectionHandler = (conn: Connection) => void;
 
+/** What a worker of the async mode (`eventLoop: true`) is given. */
+export interface LoopWorkerContext {
+  /** The shared listening descriptor: `http.createServer(...).listen({ fd: listener })`. */
+  readonly listener: number;
+  /** process.hrtime.bigint() just before the fork, read in the parent (the child inherits it). */
+  readonly forkedAt: bigint;
+}
+
+/**
+ * Runs in each worker of the async mode, which has an event loop of its own
+ * (fork({ eventLoop: true })): start serving on `ctx.listener` and return.
+ * What it returns is closed on SIGTERM (an http.Server or net.Server: it
+ * stops accepting and finishes what is in progress); the worker then ends
+ * with status 0 when its loop drains. A throw ends the worker with status 1.
+ */
+export type LoopWorker = (ctx: LoopWorkerContext) => { close(): unknown } | undefined;
+
 /** Options of `new ForkingServer(options, handler)`; all have defaults. */
 export interface ForkingServerOptions {
   /** Numeric IPv4 or IPv6 address to listen on; default "0.0.0.0". */
@@ -50,6 +67,13 @@ export interface ForkingServerOptions {
    * is replaced (with a growing delay when workers die within a second).
    */
   prefork?: number;
+  /**
+   * Async mode, with `prefork`: the workers are forked with
+   * fork({ eventLoop: true, keep: [listener] }) and the handler is a
+   * LoopWorker, which serves with Node's own async APIs (node:http...).
+   * Linux only.
+   */
+  eventLoop?: boolean;
   /** Called at each step of the loop, in the process that takes it (tracing, stepping). */
   onStep?: (step: ServerStep) => void;
   /** Negative control: the parent keeps its copy of each connected socket open. */
