@@ -380,9 +380,13 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
       this.#bound = null;
     }
     this.signalChildren(signal);
-    // Children that ended before SIGCHLD's handler ran are collected here.
-    this.#reaper?.reap();
-    if (!this.#reaper || this.#reaper.live === 0) this.#finish();
+    // Children that ended before SIGCHLD's handler ran are collected here, on
+    // the next turn: 'child-exit' and 'close' never fire inside close() (nor
+    // inside a listen() that is throwing).
+    setImmediate(() => {
+      this.#reaper?.reap();
+      if (!this.#reaper || this.#reaper.live === 0) this.#finish();
+    });
     return this.#closed;
   }
 
