@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import type { CheckReport } from "../src/inspect/check.js";
 import type { FdSnapshot, SocketEntry } from "../src/inspect/fdtable.js";
 import { cli } from "./helpers/paths.js";
 import { decodePng, inkedPixels } from "./helpers/png.js";
@@ -20,6 +21,8 @@ interface Record {
   event?: string;
   who?: string;
   code?: number;
+  server?: string;
+  report?: CheckReport;
 }
 
 const dirs: string[] = [];
@@ -89,6 +92,13 @@ describe("realfork demo", () => {
     expect(closed?.state).toBe(half?.state);
     expect(step("client", "reader-closed")?.sockets).toEqual([]);
     expect(find("client", "client-exit")?.code).toBe(0);
+
+    // The end: check finds nothing in the correct server, and the leak in the other.
+    const checks = records.filter((r) => r.part === "check" && r.type === "check");
+    expect(checks.map((r) => [r.server, r.report?.findings.map((f) => f.kind).sort()])).toEqual([
+      ["correct", []],
+      ["--leak-parent", expect.arrayContaining(["connection-in-parent", "close-wait"])],
+    ]);
 
     // One picture per step, in the order of the index, each a real drawing.
     const steps = records.filter((r) => r.type === "step");

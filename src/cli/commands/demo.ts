@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { checkServer, renderCheck } from "../../inspect/check.js";
 import { type FdSnapshot, type SocketEntry, snapshot } from "../../inspect/fdtable.js";
 import { holderText, renderSnapshot } from "../../inspect/fdview.js";
 import { escapeXml, pictureModel, renderSvg } from "../../inspect/picture.js";
@@ -161,7 +162,8 @@ class Teller {
   /** DIR/index.html: the parts and their steps, in order. */
   writeIndex(): void {
     if (!this.svgDir) return;
-    const body = this.parts.map(({ part, title }) => {
+    const drawn = this.parts.filter(({ part }) => this.pictures.some((p) => p.part === part));
+    const body = drawn.map(({ part, title }) => {
       const steps = this.pictures
         .filter((p) => p.part === part)
         .map(
@@ -203,6 +205,8 @@ export async function demoCommand(argv: string[]): Promise<void> {
   await tellOneConnection(t, ["--leak-child"], { ...NARRATION, ...LEAK_CHILD });
   t.begin("client", "PART 4: the split client: shutdown() changes the state, close() the count");
   await tellClient(t);
+  t.begin("check", "PART 5: realfork check judges both servers: the kernel's tables and a few probe connections");
+  await tellCheck(t);
   t.writeIndex();
 
   t.say("\nWhat to remember: close() drops one reference to a socket; the kernel closes the socket only");
@@ -308,6 +312,23 @@ class Stepped {
     while (!this.#exited) {
       for (const pid of new Set(this.#seen.map((s) => s.pid))) await goOn(pid, 0).catch(() => {});
       await Promise.race([exited, sleep(50)]);
+    }
+  }
+}
+
+/** `realfork check --probe 2` on a correct server, then on one that leaks (not stepped: check makes its own connections). */
+async function tellCheck(t: Teller): Promise<void> {
+  for (const extra of [[], ["--leak-parent"]]) {
+    const server = new Stepped(["serve", "0", "--host", "127.0.0.1", "--quiet", ...extra]);
+    try {
+      await server.until(() => server.stderrLines.find((l) => l.includes("listening on")), "server's listening line");
+      const pid = server.child.pid as number;
+      const report = await checkServer(pid, { probes: 2, timeoutMs: 2000 });
+      t.say(`$ realfork check ${pid} --probe 2        # realfork serve ${extra.join(" ") || "(correct)"}`);
+      t.say(indent(renderCheck(report)));
+      t.emit({ type: "check", server: extra.join(" ") || "correct", report });
+    } finally {
+      await server.stop();
     }
   }
 }
@@ -475,7 +496,7 @@ function indent(text: string): string {
   return text
     .trimEnd()
     .split("\n")
-    .map((l) => `    ${l}`)
+    .map((l) => (l ? `    ${l}` : l))
     .join("\n")
     .concat("\n");
 }
