@@ -163,7 +163,7 @@ export function renderSvg(model: PictureModel): string {
   const text = (x: number, y: number, s: string, attrs = "") =>
     out.push(`<text x="${x}" y="${y}"${attrs ? ` ${attrs}` : ""}>${escapeXml(s)}</text>`);
   const heading: string[] = [model.title, ...(model.caption ? wrap(model.caption, 100) : [])];
-  const findingLines = model.findings.flatMap((f) => wrap(findingText(f), 105));
+  const findingLines = model.findings.flatMap((f) => wrap(findingText(f), 96));
   let y = 20 + heading.length * LINE + (findingLines.length > 0 ? findingLines.length * LINE + 2 * PAD + GAP : 0) + 30;
   const top = y;
 
