@@ -5,7 +5,7 @@ import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
 import { snapshot } from "../src/inspect/fdtable.js";
 import { fixture } from "./helpers/paths.js";
-import { spawnTracked, type Tracked, useLeftoverCheck, withTimeout } from "./helpers/processes.js";
+import { sleep, spawnTracked, type Tracked, useLeftoverCheck, withTimeout } from "./helpers/processes.js";
 import { childrenOf, open } from "./helpers/servers.js";
 
 useLeftoverCheck();
@@ -113,6 +113,27 @@ describe("ForkingServer, a listen() that throws", () => {
     expect(proc.stdout()).toMatch(
       /listen threw: onStep failed on purpose\n(child-exit \d+ worker signaled SIGKILL\n){2}closed\n$/,
     );
+  });
+});
+
+describe("ForkingServer, closed early or unable to fork", () => {
+  it("async mode: close() right after listen() forks no worker and resolves", async () => {
+    const proc = spawnTracked(process.execPath, ["--single-threaded", fixture("loop-close-now.mjs")]);
+    expect(await proc.exited(20_000)).toEqual({ code: 0, signal: null });
+    expect(proc.stdout()).toBe("closed 0\n");
+  });
+
+  it("prefork where fork() always fails: one try a second, not a busy loop", async () => {
+    // Without --single-threaded every fork() throws ForkSafetyError.
+    const proc = spawnTracked(process.execPath, [fixture("forking-server.mjs"), "info", "2"]);
+    await proc.waitFor(/listening \d+/);
+    await sleep(2500);
+    proc.child.kill("SIGTERM");
+    expect(await proc.exited()).toEqual({ code: 0, signal: null });
+    const tries = proc.stderr().split("starting a worker again in 1 s").length - 1;
+    // Two at start, then one a second.
+    expect(tries).toBeGreaterThanOrEqual(3);
+    expect(tries).toBeLessThanOrEqual(6);
   });
 });
 

@@ -85,6 +85,9 @@ export class PreforkPool {
 
   /** One more worker; on failure, another try in a second. True in an async worker. */
   #startWorker(): boolean {
+    // An async worker's fork was queued with setImmediate: close() may have
+    // come in between, and a worker forked after it would never be signalled.
+    if (this.#host.stopping()) return false;
     let pid: number;
     const parent = native.getpid();
     const { listener, handler, eventLoop } = this.#host;
@@ -111,7 +114,9 @@ export class PreforkPool {
     if (this.#respawn || this.#host.stopping()) return;
     this.#respawn = setTimeout(() => {
       this.#respawn = null;
-      while (!this.#host.stopping() && this.#host.live() < this.size) {
+      // A failed fork schedules the next try (#respawn): stop here, or a
+      // fork that keeps failing would be retried in a busy loop.
+      while (!this.#host.stopping() && this.#host.live() < this.size && this.#respawn === null) {
         if (this.#startWorker()) return;
       }
     }, delayMs);
