@@ -9,8 +9,10 @@
 // (~35-50 us on the project's VM). The parent makes them once and keeps the
 // set; the child resets just those (7 in a serve parent). The set is taken
 // again after JavaScript adds or removes a signal listener (fork.ts tells us:
-// that is how Node installs handlers after start-up), so it stays exact unless
-// native code outside Node installs a handler after the first fork.
+// that is how Node installs handlers after start-up). SIGCHLD is asked every
+// time: libuv installs its handler at the first child_process.spawn(), with no
+// JavaScript listener to tell us. Otherwise the set stays exact unless native
+// code outside Node installs a handler after the first fork.
 #include <signal.h>
 
 #include <cstdint>
@@ -42,7 +44,11 @@ void ForgetSignalHandlers() {
 }
 
 void NoteSignalHandlers() {
-  if (handled_known) return;
+  if (handled_known) {
+    const uint64_t chld = uint64_t{1} << (SIGCHLD - 1);
+    handled = HasHandler(SIGCHLD) ? handled | chld : handled & ~chld;
+    return;
+  }
   handled = 0;
   for (int sig = 1; sig < NSIG && sig <= 64; sig++) {
     if (sig != SIGKILL && sig != SIGSTOP && HasHandler(sig)) handled |= uint64_t{1} << (sig - 1);

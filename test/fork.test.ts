@@ -112,6 +112,20 @@ describe("reference counts, as the kernel reports them", () => {
 });
 
 describe("signals and the event loop after fork", () => {
+  it.runIf(process.platform === "linux")(
+    "resets libuv's SIGCHLD handler in a child forked after child_process.spawn() installed it",
+    async () => {
+      const run = await runFixture("spawn-sigchld.mjs", [], ST);
+      expect(run.code).toBe(0);
+      expect(event(run, "result")).toEqual({
+        event: "result",
+        parentCatchesChld: true,
+        childBeforeSpawnCatchesChld: false,
+        childAfterSpawnCatchesChld: false,
+      });
+    },
+  );
+
   it("delivers a signal sent to the child to the child's default disposition, not the parent's handler", async () => {
     const run = await runFixture("signals.mjs", [], ST);
     expect(run.code).toBe(0);
