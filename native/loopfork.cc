@@ -9,6 +9,11 @@
 
 #include <memory>
 
+// struct uv__queue and the loop fields used below are libuv 1.46's.
+#if UV_VERSION_HEX < 0x012E00
+#error "realfork needs libuv 1.46 or later (Node.js 20.5 or later): upgrade Node.js"
+#endif
+
 #include "args.h"
 #include "syscalls.h"
 
