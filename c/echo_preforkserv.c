@@ -37,10 +37,17 @@ static pid_t workers[MAX_WORKERS];
 static long n_workers = 4;
 static volatile sig_atomic_t stopping, stats_wanted;
 
+/* Also signals the workers (kill() is async-signal-safe): a stop that comes
+ * just before the main loop's blocking waitpid() would otherwise be noticed
+ * only when some worker dies. */
 static void on_stop(int sig)
 {
+	long i;
 	(void)sig;
 	stopping = 1;
+	for (i = 0; i < n_workers; i++)
+		if (workers[i] > 0)
+			kill(workers[i], SIGTERM);
 }
 
 static void want_stats(int sig)
@@ -64,9 +71,20 @@ static void serve(int serv_sock, char *buf, long buf_size)
 static int start_worker(long i, int serv_sock, char *buf, long buf_size)
 {
 	double t0 = now_us();
-	pid_t pid = fork();
-	if (pid == -1)
+	sigset_t stops, old;
+	pid_t pid;
+	/* Blocked across fork(): the child must not run the parent's on_stop
+	 * (which would swallow a SIGTERM meant for it), and the parent must have
+	 * the pid in workers[] before on_stop can look there. */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigprocmask(SIG_BLOCK, &stops, &old);
+	pid = fork();
+	if (pid == -1) {
+		sigprocmask(SIG_SETMASK, &old, 0);
 		return -1;
+	}
 	if (pid == 0) {
 		struct sigaction dfl;
 		memset(&dfl, 0, sizeof(dfl));
@@ -74,6 +92,7 @@ static int start_worker(long i, int serv_sock, char *buf, long buf_size)
 		sigaction(SIGTERM, &dfl, 0);
 		sigaction(SIGINT, &dfl, 0);
 		sigaction(SIGUSR2, &dfl, 0);
+		sigprocmask(SIG_SETMASK, &old, 0);
 #ifdef __linux__
 		/* A parent killed with SIGKILL leaves no worker holding the port. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -84,6 +103,7 @@ static int start_worker(long i, int serv_sock, char *buf, long buf_size)
 	}
 	note_fork(t0);
 	workers[i] = pid;
+	sigprocmask(SIG_SETMASK, &old, 0);
 	return 0;
 }
 
