@@ -1,7 +1,6 @@
 // One function per system call, same names and meaning as POSIX. Descriptors
 // are numbers; addresses are numeric IPv4/IPv6 strings. Arguments are checked
 // here, before the kernel sees them; failures throw SyscallError.
-import { isIP } from "node:net";
 import { constants as osConstants } from "node:os";
 import { check, InvalidArgTypeError } from "./errors.js";
 import { native } from "./native.js";
@@ -48,16 +47,6 @@ export function signalNumber(signal: unknown): number {
   return v.integer("signal", signal, 0, 64);
 }
 
-function numericHost(name: string, host: unknown): string {
-  const text = v.string(name, host);
-  if (isIP(text) === 0) {
-    const err = new TypeError(`The "${name}" argument must be a numeric IPv4 or IPv6 address. Received '${text}'`);
-    Object.assign(err, { code: "ERR_INVALID_ARG_VALUE" });
-    throw err;
-  }
-  return text;
-}
-
 export function socket(domain: number, type: number, protocol = 0): number {
   return check(
     native.socket(
@@ -97,7 +86,7 @@ export function getsockopt(fd: number, level: number, name: number): number {
 }
 
 export function bind(fd: number, host: string, port: number): void {
-  check(native.bind(v.fd(fd), numericHost("host", host), v.port(port)), "bind");
+  check(native.bind(v.fd(fd), v.numericHost("host", host), v.port(port)), "bind");
 }
 
 export function listen(fd: number, backlog: number): void {
@@ -109,7 +98,7 @@ export function accept(fd: number): Accepted {
 }
 
 export function connect(fd: number, host: string, port: number): void {
-  check(native.connect(v.fd(fd), numericHost("host", host), v.port(port)), "connect");
+  check(native.connect(v.fd(fd), v.numericHost("host", host), v.port(port)), "connect");
 }
 
 export function shutdown(fd: number, how: number): void {

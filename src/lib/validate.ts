@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { InvalidArgTypeError, OutOfRangeError } from "./errors.js";
 
 export function integer(name: string, value: unknown, min: number, max: number): number {
@@ -17,6 +18,16 @@ export const pid = (value: unknown, name = "pid"): number => integer(name, value
 export function string(name: string, value: unknown): string {
   if (typeof value !== "string") throw new InvalidArgTypeError(name, "of type string", value);
   return value;
+}
+
+/** A numeric IPv4 or IPv6 address (no name lookup happens before the kernel). */
+export function numericHost(name: string, value: unknown): string {
+  const text = string(name, value);
+  if (isIP(text) === 0) {
+    const err = new TypeError(`The "${name}" argument must be a numeric IPv4 or IPv6 address. Received '${text}'`);
+    throw Object.assign(err, { code: "ERR_INVALID_ARG_VALUE" });
+  }
+  return text;
 }
 
 export function bytes(name: string, value: unknown): Uint8Array {

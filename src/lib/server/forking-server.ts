@@ -33,11 +33,7 @@ type Resolved = Required<Omit<ForkingServerOptions, "onStep">> & Pick<ForkingSer
 
 function resolveOptions(options: ForkingServerOptions): Resolved {
   if (options === null || typeof options !== "object") throw new InvalidArgTypeError("options", "an object", options);
-  const host = v.string("options.host", options.host ?? "0.0.0.0");
-  if (isIP(host) === 0) {
-    const err = new TypeError(`The "options.host" argument must be a numeric IPv4 or IPv6 address. Received '${host}'`);
-    throw Object.assign(err, { code: "ERR_INVALID_ARG_VALUE" });
-  }
+  const host = v.numericHost("options.host", options.host ?? "0.0.0.0");
   return {
     host,
     port: v.integer("options.port", options.port ?? 0, 0, 65535),
