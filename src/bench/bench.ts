@@ -7,6 +7,7 @@ import { connect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { listeningPorts, processTree } from "../inspect/fdtable.js";
+import { statFields } from "../inspect/procstate.js";
 import { _exit, fork } from "../lib/fork.js";
 import { waitpid } from "../lib/posix.js";
 import { DEFAULT_WORKERS, isPeer, type PeerKind, peerCommand, peerLabel, peerMissing } from "./peers.js";
@@ -337,13 +338,8 @@ interface CpuSample {
 
 /** utime, stime, cutime, cstime of a process in ticks (Linux /proc), or null when it is gone. */
 export function statTimes(pid: number): number[] | null {
-  try {
-    // Fields after "pid (comm) ": state is [0], utime [11], stime [12], cutime [13], cstime [14].
-    const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
-    return [11, 12, 13, 14].map((i) => Number(fields[i]));
-  } catch {
-    return null;
-  }
+  const fields = statFields(pid);
+  return fields === null ? null : [11, 12, 13, 14].map((i) => Number(fields[i]));
 }
 
 function cpuSample(pid: number): CpuSample | null {

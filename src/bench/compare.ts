@@ -3,10 +3,10 @@
 // (messages, who holds which socket, the echoed bytes), then how fast,
 // interleaved round by round (C, TS, peers, C, TS, peers, ...) so that the
 // machine's drift falls on all alike.
-import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { processTree, snapshot } from "../inspect/fdtable.js";
+import { statFields } from "../inspect/procstate.js";
 import {
   forkFloor,
   measureShort,
@@ -86,11 +86,7 @@ function echoAndHalfClose(s: Socket, data: Buffer): Promise<{ echoed: Buffer; cl
 /** A process's state letter from /proc (Z: a zombie); null where there is no /proc. */
 function processState(pid: number): string | null {
   if (process.platform !== "linux") return null;
-  try {
-    return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] ?? null;
-  } catch {
-    return null;
-  }
+  return statFields(pid)?.[0] ?? null;
 }
 
 function rolesOf(server: RunningServer) {

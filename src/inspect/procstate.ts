@@ -47,11 +47,20 @@ function read(path: string): string | null {
   }
 }
 
-function linuxState(pid: number, uptime: number): ProcState | null {
+/**
+ * The fields of /proc/PID/stat after "pid (comm) " (state is [0], utime
+ * [11], stime [12], cutime [13], cstime [14], starttime [19]), or null when
+ * the process is gone. The command name may hold spaces and parentheses:
+ * the fields start after the last ")".
+ */
+export function statFields(pid: number): string[] | null {
   const stat = read(`/proc/${pid}/stat`);
-  if (stat === null) return null;
-  // Fields after "pid (comm) ": state is [0], starttime [19].
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return stat === null ? null : stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+function linuxState(pid: number, uptime: number): ProcState | null {
+  const fields = statFields(pid);
+  if (fields === null) return null;
   const state = fields[0] ?? "?";
   const start = Number(fields[19]);
   const ageSeconds = Number.isFinite(start) ? Math.max(0, uptime - start / clockTicks()) : null;
