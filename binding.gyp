@@ -33,5 +33,20 @@
         }]
       ]
     }
+  ],
+  "conditions": [
+    ["OS=='linux'", {
+      "targets": [
+        {
+          "target_name": "realfork_packed_heap",
+          "type": "shared_library",
+          "product_prefix": "",
+          "product_extension": "so",
+          "sources": ["native/linux/packed_heap.c"],
+          "cflags": ["-Wall", "-Wextra"],
+          "libraries": ["-ldl"]
+        }
+      ]
+    }]
   ]
 }

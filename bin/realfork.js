@@ -5,5 +5,5 @@
 // same pid) before the commands are even loaded.
 import { ensureCliFlags } from "../dist/cli/node-flags.js";
 
-if (ensureCliFlags()) await (await import("../dist/cli/main.js")).run(process.argv.slice(2));
+if (ensureCliFlags(process.argv.slice(2))) await (await import("../dist/cli/main.js")).run(process.argv.slice(2));
 else process.exitCode = 2;

@@ -6,6 +6,7 @@
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
+#include <dlfcn.h>
 
 #include "syscalls.h"
 
@@ -21,10 +22,17 @@ Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// packedHeap(): whether native/linux/packed_heap.c was preloaded into this
+// process (the packed-heap opt-in). Always false on macOS.
+Napi::Value PackedHeap(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), dlsym(RTLD_DEFAULT, "realfork_packed_heap_loaded") != nullptr);
+}
+
 }  // namespace
 
 void InitMemory(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim, "mallocTrim"));
+  exports.Set("packedHeap", Napi::Function::New(env, PackedHeap, "packedHeap"));
 }
 
 }  // namespace realfork

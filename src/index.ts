@@ -15,7 +15,7 @@ export {
 export { writeAll } from "./lib/output.js";
 export * from "./lib/posix.js";
 export { Reaper, type ReaperEvents } from "./lib/reaper.js";
-export { ensureNodeFlags, missingNodeFlags, ReexecError } from "./lib/reexec.js";
+export { ensureNodeFlags, missingNodeFlags, type NodeFlagsOptions, ReexecError } from "./lib/reexec.js";
 export { formatAddress } from "./lib/server/connection.js";
 export { ForkingServer } from "./lib/server/forking-server.js";
 export type {

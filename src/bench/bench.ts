@@ -126,8 +126,10 @@ function requireProgram(path: string): string {
 
 export function serverLabel(spec: ServerSpec): string {
   switch (spec.kind) {
-    case "ts":
-      return spec.prefork ? `realfork serve --prefork ${spec.prefork}` : "realfork serve";
+    case "ts": {
+      const packed = spec.extra?.includes("--packed-heap") ? " --packed-heap" : "";
+      return `realfork serve${spec.prefork ? ` --prefork ${spec.prefork}` : ""}${packed}`;
+    }
     case "c":
       return "C echo_mpserv_fixed";
     case "c-book":

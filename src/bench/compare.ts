@@ -237,6 +237,8 @@ export interface CompareOptions {
   extra: string[];
   /** Peers to run next to C and realfork (those that cannot run here are skipped). */
   peers: PeerKind[];
+  /** Also realfork serve --packed-heap, short connections, in the same rounds (a row of the peer table). */
+  packedHeap?: boolean;
   /** Called as each measurement ends (progress). */
   onProgress?: (line: string) => void;
 }
@@ -270,6 +272,8 @@ export interface PeerRow {
   childUssKb: number | null;
   /** realfork serve (the same group's) / this server: the median of per-round ratios. */
   realforkRatio: number | null;
+  /** With packedHeap: realfork serve --packed-heap / this server (fork per connection only). */
+  packedRatio?: number | null;
 }
 
 export interface CompareResult {
@@ -346,7 +350,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     observed.push({ peer, observation });
   }
   const behaviour = compareBehaviour(cObs, tsObs, observed);
-  const peerResult = (rows: PeerRow[]) => (o.peers.length > 0 ? { peers: { rows, skipped } } : {});
+  const peerResult = (rows: PeerRow[]) => (o.peers.length > 0 || o.packedHeap ? { peers: { rows, skipped } } : {});
   if (!behaviour.every((b) => b.same)) {
     // Timing a server that behaves differently compares nothing (and a leak
     // can stall a workload until its time-out).
@@ -354,7 +358,13 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   }
 
   const c = { short: [] as ShortRound[], stream: [] as StreamResult[] };
-  const ts = { short: [] as ShortRound[], stream: [] as StreamResult[], prefork: [] as ShortRound[] };
+  const ts = {
+    short: [] as ShortRound[],
+    stream: [] as StreamResult[],
+    prefork: [] as ShortRound[],
+    packed: [] as ShortRound[],
+  };
+  const packedSpec: ServerSpec = { kind: "ts", bufferSize: o.bufferSize, extra: [...o.extra, "--packed-heap"] };
   const cSpec: ServerSpec = { kind: "c", bufferSize: o.bufferSize };
   const tsSpec: ServerSpec = { kind: "ts", bufferSize: o.bufferSize, extra: o.extra };
   const checkShort = (who: string, r: ShortResult) => {
@@ -376,6 +386,12 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     checkShort("realfork serve", tsShort.short);
     ts.short.push(tsShort);
     say(`${tag}: TS short ${tsShort.short.connsPerSec.toFixed(0)} conn/s`);
+    if (o.packedHeap) {
+      const packed = await shortRound(packedSpec, o);
+      checkShort(serverLabel(packedSpec), packed.short);
+      ts.packed.push(packed);
+      say(`${tag}: TS --packed-heap short ${packed.short.connsPerSec.toFixed(0)} conn/s`);
+    }
     const peerRounds = async (prefork: boolean) => {
       for (const peer of peers.filter((p) => isPreforkPeer(p) === prefork)) {
         const r = await shortRound(peerSpec(peer), o);
@@ -475,15 +491,27 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
               conns,
               realfork.map((r) => r.short.connsPerSec),
             ),
+      ...(o.packedHeap
+        ? {
+            packedRatio:
+              group === "prefork" || rounds === ts.packed
+                ? null
+                : ratioOf(
+                    conns,
+                    ts.packed.map((r) => r.short.connsPerSec),
+                  ),
+          }
+        : {}),
     };
   };
   const rows: PeerRow[] = [];
-  if (o.peers.length > 0) {
+  if (o.peers.length > 0 || o.packedHeap) {
     const label = (kind: ServerSpec["kind"], prefork?: number) =>
       serverLabel({ kind, bufferSize: o.bufferSize, ...(prefork ? { prefork } : {}) });
     const perConnection = "fork per connection";
     rows.push(row("c", label("c"), perConnection, c.short, ts.short));
     rows.push(row("ts", label("ts"), perConnection, ts.short, ts.short));
+    if (o.packedHeap) rows.push(row("ts --packed-heap", serverLabel(packedSpec), perConnection, ts.packed, ts.short));
     for (const peer of peers.filter((p) => !isPreforkPeer(p)))
       rows.push(row(peer, label(peer), perConnection, peerShort.get(peer) ?? [], ts.short));
     if (o.prefork > 0) {

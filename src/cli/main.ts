@@ -108,7 +108,7 @@ function hint(err: SyscallError): string {
  * exit 2 with a line saying why it cannot be.
  */
 export async function run(argv: string[]): Promise<void> {
-  if (!ensureCliFlags()) {
+  if (!ensureCliFlags(argv)) {
     process.exitCode = 2;
     return;
   }

@@ -31,21 +31,30 @@ export const NODE_FLAGS: readonly string[] = [
  */
 const NODE_ENV = { UV_THREADPOOL_SIZE: "1" };
 
+/** `serve ... --packed-heap` (before any "--"): the restart preloads the packed-heap library. */
+export function wantsPackedHeap(argv: readonly string[]): boolean {
+  const end = argv.indexOf("--");
+  return argv[0] === "serve" && argv.slice(1, end < 0 ? undefined : end).includes("--packed-heap");
+}
+
 /**
  * Restarts this process (same pid) under node with NODE_FLAGS when one is
- * missing. Where that cannot be done, says so on stderr and returns false:
- * the caller exits with status 2 before anything has started.
+ * missing, or with the packed-heap preload when `argv` asks for it. Where
+ * that cannot be done, says so on stderr and returns false: the caller exits
+ * with status 2 before anything has started.
  */
-export function ensureCliFlags(): boolean {
+export function ensureCliFlags(argv: readonly string[] = process.argv.slice(2)): boolean {
   for (const [name, value] of Object.entries(NODE_ENV)) process.env[name] ??= value;
   try {
-    ensureNodeFlags(NODE_FLAGS);
+    ensureNodeFlags(NODE_FLAGS, { packedHeap: wantsPackedHeap(argv) });
     return true;
   } catch (err) {
     if (!(err instanceof ReexecError)) throw err;
-    warn(
-      `realfork: ${err.message}; start it as: node ${NODE_FLAGS.join(" ")} ${process.argv[1] ?? "bin/realfork.js"} ...`,
-    );
+    const how =
+      err.flags.length > 0
+        ? `; start it as: node ${NODE_FLAGS.join(" ")} ${process.argv[1] ?? "bin/realfork.js"} ...`
+        : "";
+    warn(`realfork: ${err.message}${how}`);
     return false;
   }
 }

@@ -76,6 +76,8 @@ export interface NativeBinding {
   parentDeathSignal(signal: number): number;
   /** malloc_trim(0) with glibc: 1 if memory was released, else 0; -ENOSYS elsewhere. */
   mallocTrim(): number;
+  /** True when native/linux/packed_heap.c is preloaded into this process (Linux; false elsewhere). */
+  packedHeap(): boolean;
   /** Tells fork() that signal handlers were installed or removed: it finds them again before the next fork. */
   signalHandlersChanged(): void;
   getpid(): number;
@@ -128,3 +130,6 @@ const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const bindings = require("bindings") as (opts: { bindings: string; module_root: string }) => unknown;
 
 export const native = bindings({ bindings: "realfork", module_root: packageRoot }) as NativeBinding;
+
+/** The packed-heap preload (native/linux/packed_heap.c), built beside the addon on Linux. */
+export const packedHeapLibrary = join(packageRoot, "build", "Release", "realfork_packed_heap.so");

@@ -1,8 +1,9 @@
 // Restarting the running script under node with the flags fork() needs, in
 // the same process (execve keeps the pid, so whoever started it, a shell, a
 // supervisor or a test, still waits for the right process).
+import { existsSync } from "node:fs";
 import { InvalidArgTypeError, SyscallError } from "./errors.js";
-import { native } from "./native.js";
+import { native, packedHeapLibrary } from "./native.js";
 
 /** Set in the environment across the re-exec: a second attempt means node refused the flags. */
 const MARKER = "REALFORK_REEXEC";
@@ -31,6 +32,19 @@ export function missingNodeFlags(flags: readonly string[]): string[] {
   return flags.filter((f) => !have.has(flagName(f)));
 }
 
+export interface NodeFlagsOptions {
+  /**
+   * Linux: restart with native/linux/packed_heap.c preloaded, which drops the
+   * random address V8 asks for each 256 KiB heap page, so the kernel packs
+   * the pages together: fork() copies about a third of the page tables and
+   * a fork-per-connection server gains ~20% (docs/benchmarks.md). It weakens
+   * address randomisation: V8's pages sit at guessable offsets from the
+   * libraries. Opt in knowingly. Programs this process starts do not inherit
+   * the preload; an LD_PRELOAD of your own is kept for them.
+   */
+  packedHeap?: boolean;
+}
+
 /**
  * Makes sure node runs with `flags` (default: `--single-threaded`, which
  * fork() requires): when one is missing, re-executes this script with them
@@ -45,18 +59,25 @@ export function missingNodeFlags(flags: readonly string[]): string[] {
  *
  * Node's own flags of this run (process.execArgv) are kept. Throws
  * ReexecError when there is no script to restart (node -e, the REPL), when
- * the restarted node still lacks the flags, or when execve fails.
+ * the restarted node still lacks the flags (or the packed-heap preload), or
+ * when execve fails.
  */
-export function ensureNodeFlags(flags: readonly string[] = ["--single-threaded"]): void {
+export function ensureNodeFlags(
+  flags: readonly string[] = ["--single-threaded"],
+  options: NodeFlagsOptions = {},
+): void {
   const missing = missingNodeFlags(flags);
+  const preload = preloadWanted(options);
   const retried = process.env[MARKER] !== undefined;
   // Not passed on to the programs this one starts: each checks for itself.
   delete process.env[MARKER];
-  if (missing.length === 0) return;
-  const wanted = missing.join(" ");
+  if (missing.length === 0 && !preload) return;
+  const wanted = [...missing, ...(preload ? ["the packed-heap preload"] : [])].join(" and ");
   if (retried)
     throw new ReexecError(
-      `node was restarted with ${wanted} but does not have ${missing.length > 1 ? "them" : "it"}`,
+      preload
+        ? `node was restarted with LD_PRELOAD=${preload} but the library was not loaded (see the loader's message above)`
+        : `node was restarted with ${wanted} but does not have ${missing.length > 1 ? "them" : "it"}`,
       missing,
     );
   const script = process.argv[1];
@@ -66,7 +87,9 @@ export function ensureNodeFlags(flags: readonly string[] = ["--single-threaded"]
       missing,
     );
   const argv = [process.execPath, ...process.execArgv, ...missing, script, ...process.argv.slice(2)];
-  const env = Object.entries({ ...process.env, [MARKER]: "1" }).map(([k, v]) => `${k}=${v ?? ""}`);
+  const environment: NodeJS.ProcessEnv = { ...process.env, [MARKER]: "1" };
+  if (preload) environment.LD_PRELOAD = [preload, process.env.LD_PRELOAD].filter(Boolean).join(" ");
+  const env = Object.entries(environment).map(([k, v]) => `${k}=${v ?? ""}`);
   // Node marks stdin, stdout and stderr close-on-exec: without this the
   // restarted node would find them closed and put /dev/null in their place.
   const stdio = [0, 1, 2].map((fd) => native.cloexec(fd, false));
@@ -74,4 +97,20 @@ export function ensureNodeFlags(flags: readonly string[] = ["--single-threaded"]
   for (const [fd, was] of stdio.entries()) if (was === 1) native.cloexec(fd, true);
   const err = new SyscallError(errno, "execve");
   throw new ReexecError(`cannot restart node with ${wanted}: ${err.summary}`, missing);
+}
+
+/** The library to preload for options.packedHeap, or null when none is needed; throws where there is none. */
+function preloadWanted(options: NodeFlagsOptions): string | null {
+  if (options === null || typeof options !== "object") throw new InvalidArgTypeError("options", "an object", options);
+  const { packedHeap = false } = options;
+  if (typeof packedHeap !== "boolean")
+    throw new InvalidArgTypeError("options.packedHeap", "of type boolean", packedHeap);
+  if (!packedHeap || native.packedHeap()) return null;
+  if (native.platform !== "linux")
+    throw new ReexecError("the packed heap is Linux-only (an LD_PRELOAD library); leave it off here", []);
+  if (!existsSync(packedHeapLibrary))
+    throw new ReexecError(`the packed heap needs ${packedHeapLibrary}, which is not built (npm run build)`, []);
+  if (/[ :]/.test(packedHeapLibrary))
+    throw new ReexecError(`LD_PRELOAD cannot name ${packedHeapLibrary} (a space or ':' in the path)`, []);
+  return packedHeapLibrary;
 }
