@@ -72,7 +72,7 @@ export function ensureNodeFlags(
   // Not passed on to the programs this one starts: each checks for itself.
   delete process.env[MARKER];
   if (missing.length === 0 && !preload) return;
-  const wanted = [...missing, ...(preload ? ["the packed-heap preload"] : [])].join(" and ");
+  const wanted = [missing.join(" "), preload ? "the packed-heap preload" : ""].filter(Boolean).join(" and ");
   if (retried)
     throw new ReexecError(
       preload
