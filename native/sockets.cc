@@ -179,6 +179,16 @@ Napi::Value SockName(const Napi::CallbackInfo& info) {
 int GetSockName(int fd, sockaddr* sa, socklen_t* len) { return getsockname(fd, sa, len); }
 int GetPeerName(int fd, sockaddr* sa, socklen_t* len) { return getpeername(fd, sa, len); }
 
+// ipFamily(text): 4 or 6 when inet_pton(3) reads text as that family's
+// numeric address (what bind() and connect() here accept), else 0.
+Napi::Value IpFamily(const Napi::CallbackInfo& info) {
+  std::string text;
+  if (!ArgString(info, 0, &text)) return {};
+  in6_addr addr;
+  int family = inet_pton(AF_INET, text.c_str(), &addr) == 1 ? 4 : inet_pton(AF_INET6, text.c_str(), &addr) == 1 ? 6 : 0;
+  return Napi::Number::New(info.Env(), family);
+}
+
 }  // namespace
 
 void InitSockets(Napi::Env env, Napi::Object exports) {
@@ -192,6 +202,7 @@ void InitSockets(Napi::Env env, Napi::Object exports) {
   exports.Set("connect", Napi::Function::New(env, Connect, "connect"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("getsockname", Napi::Function::New(env, SockName<GetSockName>, "getsockname"));
+  exports.Set("ipFamily", Napi::Function::New(env, IpFamily, "ipFamily"));
   exports.Set("getpeername", Napi::Function::New(env, SockName<GetPeerName>, "getpeername"));
 
   Napi::Object c = Napi::Object::New(env);

@@ -1,17 +1,8 @@
-import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
+import { fs } from "../lib/builtins.js";
 import { SyscallError } from "../lib/errors.js";
 import { disableLoopRegistry } from "../lib/event-loop-child.js";
 import { warn } from "../lib/output.js";
-import { benchCommand } from "./commands/bench.js";
-import { benchHttpCommand } from "./commands/bench-http.js";
-import { checkCommand } from "./commands/check.js";
-import { clientCommand } from "./commands/client.js";
-import { compareCommand } from "./commands/compare.js";
-import { demoCommand } from "./commands/demo.js";
-import { fdsCommand } from "./commands/fds.js";
-import { serveCommand } from "./commands/serve.js";
-import { stepCommand } from "./commands/step.js";
 import { UsageError } from "./commands/usage.js";
 import { ensureCliFlags } from "./node-flags.js";
 
@@ -46,16 +37,18 @@ Examples
 
 type Command = (argv: string[]) => Promise<void>;
 
-const commands: Record<string, Command> = {
-  serve: serveCommand,
-  client: clientCommand,
-  fds: fdsCommand,
-  check: checkCommand,
-  demo: demoCommand,
-  bench: benchCommand,
-  "bench-http": benchHttpCommand,
-  compare: compareCommand,
-  step: stepCommand,
+// Each command is loaded when it runs: a serve parent that held every
+// command's modules would hand ~2 MB more of 4 KiB pages to each fork().
+const commands: Record<string, () => Promise<Command>> = {
+  serve: async () => (await import("./commands/serve.js")).serveCommand,
+  client: async () => (await import("./commands/client.js")).clientCommand,
+  fds: async () => (await import("./commands/fds.js")).fdsCommand,
+  check: async () => (await import("./commands/check.js")).checkCommand,
+  demo: async () => (await import("./commands/demo.js")).demoCommand,
+  bench: async () => (await import("./commands/bench.js")).benchCommand,
+  "bench-http": async () => (await import("./commands/bench-http.js")).benchHttpCommand,
+  compare: async () => (await import("./commands/compare.js")).compareCommand,
+  step: async () => (await import("./commands/step.js")).stepCommand,
 };
 
 /** Runs the CLI; sets process.exitCode, never calls process.exit. */
@@ -68,13 +61,14 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(HELP);
     return;
   }
-  const command = commands[name];
-  if (!command) {
+  const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!load) {
     warn(`realfork: unknown command '${name}'\n\n${HELP}`);
     process.exitCode = 2;
     return;
   }
   try {
+    const command = await load();
     await command(rest);
   } catch (err) {
     process.exitCode = report(name, err);
@@ -116,4 +110,4 @@ export async function run(argv: string[]): Promise<void> {
 }
 
 const entry = process.argv[1];
-if (entry && import.meta.url === pathToFileURL(realpathSync(entry)).href) await run(process.argv.slice(2));
+if (entry && import.meta.url === pathToFileURL(fs.realpathSync(entry)).href) await run(process.argv.slice(2));

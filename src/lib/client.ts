@@ -1,6 +1,5 @@
 // The fork-split echo client of c/echo_mpclient.c: after connect(), the
 // child sends what it reads on stdin and the parent prints what comes back.
-import { isIP } from "node:net";
 import { constants as os } from "node:os";
 import { closeInherited } from "./descriptors.js";
 import { SyscallError } from "./errors.js";
@@ -8,6 +7,7 @@ import { _exit, fork } from "./fork.js";
 import { native } from "./native.js";
 import { writeAll } from "./output.js";
 import * as posix from "./posix.js";
+import * as v from "./validate.js";
 
 export interface ClientOptions {
   host: string;
@@ -69,7 +69,7 @@ const QUIT = [Buffer.from("q\n"), Buffer.from("Q\n")];
 export function runClient(options: ClientOptions): ClientResult {
   const { host, port, onStep } = options;
   const sock = posix.socket(
-    isIP(host) === 6 ? native.constants.AF_INET6 : native.constants.AF_INET,
+    v.ipFamily(host) === 6 ? native.constants.AF_INET6 : native.constants.AF_INET,
     native.constants.SOCK_STREAM,
   );
   try {

@@ -1,5 +1,5 @@
-import { readdirSync } from "node:fs";
 import { constants as os } from "node:os";
+import { fs } from "./builtins.js";
 import { check } from "./errors.js";
 import { native } from "./native.js";
 
@@ -11,7 +11,8 @@ const MAX_FD = 2 ** 31 - 1;
 export function openDescriptors(): number[] {
   // The listing's own directory descriptor is in it; it is closed again by
   // the time the caller looks, so keep only those still valid.
-  return readdirSync(selfFdDir)
+  return fs
+    .readdirSync(selfFdDir)
     .map(Number)
     .filter((fd) => Number.isInteger(fd) && native.getfl(fd) >= 0)
     .sort((a, b) => a - b);

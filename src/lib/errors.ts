@@ -1,8 +1,8 @@
 import { constants as os } from "node:os";
-import { getSystemErrorMap, inspect } from "node:util";
+import { util } from "./builtins.js";
 import { native } from "./native.js";
 
-const uvErrors = getSystemErrorMap();
+const uvErrors = util.getSystemErrorMap();
 const errnoNames = new Map(Object.entries(os.errno).map(([name, num]) => [num, name]));
 
 /** [code, description] as Node words them; libuv's table lacks a few (ECHILD). */
@@ -53,7 +53,7 @@ function describe(value: unknown): string {
   if (value === undefined) return "Received undefined";
   if (typeof value === "function") return `Received function ${value.name || "<anonymous>"}`;
   if (typeof value === "object") return `Received an instance of ${value.constructor?.name ?? "Object"}`;
-  return `Received type ${typeof value} (${inspect(value).slice(0, 25)})`;
+  return `Received type ${typeof value} (${util.inspect(value).slice(0, 25)})`;
 }
 
 export class InvalidArgTypeError extends TypeError {
@@ -67,7 +67,7 @@ export class InvalidArgTypeError extends TypeError {
 export class OutOfRangeError extends RangeError {
   readonly code = "ERR_OUT_OF_RANGE";
   constructor(name: string, range: string, actual: unknown) {
-    super(`The value of "${name}" is out of range. It must be ${range}. Received ${inspect(actual)}`);
+    super(`The value of "${name}" is out of range. It must be ${range}. Received ${util.inspect(actual)}`);
     this.name = "RangeError";
   }
 }

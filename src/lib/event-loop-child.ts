@@ -5,10 +5,9 @@
 // otherwise keep running (timers, immediates, sockets, servers, watchers,
 // signal listeners, child-process handles), and ends the child with _exit.
 import { createHook } from "node:async_hooks";
-import { readlinkSync } from "node:fs";
-import { url as inspectorUrl } from "node:inspector";
+import { createRequire } from "node:module";
 import { constants as osConstants } from "node:os";
-import { isMainThread } from "node:worker_threads";
+import { fs } from "./builtins.js";
 import { openDescriptors } from "./descriptors.js";
 import { native } from "./native.js";
 import { warn } from "./output.js";
@@ -96,9 +95,14 @@ export function checkLoopForkSafe(): void {
   if (registryOff) {
     throw new LoopForkError("disableLoopRegistry() was called in this process: its timers and handles are not known");
   }
+  // Loaded here, not at import: every plain forking parent would carry their
+  // modules' pages into each fork() (docs/benchmarks.md).
+  const require = createRequire(import.meta.url);
+  const { isMainThread } = require("node:worker_threads") as typeof import("node:worker_threads");
+  const inspector = require("node:inspector") as typeof import("node:inspector");
   if (!isMainThread) throw new LoopForkError("called from a worker thread; fork from the main thread");
   if (workers.size > 0) throw new LoopForkError(`${workers.size} Worker thread(s) alive; terminate them first`);
-  if (inspectorUrl() !== undefined) throw new LoopForkError("the inspector is active; close it first");
+  if (inspector.url() !== undefined) throw new LoopForkError("the inspector is active; close it first");
   const { running } = native.threadpoolWork();
   if (running > 0) {
     throw new LoopForkError(
@@ -211,7 +215,7 @@ function sweepDescriptors(keep: readonly number[]): void {
     if (fd <= 2 || keep.includes(fd)) continue;
     let target: string;
     try {
-      target = readlinkSync(`${dir}/${fd}`);
+      target = fs.readlinkSync(`${dir}/${fd}`);
     } catch {
       continue;
     }

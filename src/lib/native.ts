@@ -44,6 +44,8 @@ export interface NativeBinding {
   shutdown(fd: number, how: number): number;
   getsockname(fd: number): NativeAddress | number;
   getpeername(fd: number): NativeAddress | number;
+  /** 4 or 6 when inet_pton reads the text as that family's numeric address, else 0. */
+  ipFamily(text: string): 0 | 4 | 6;
   read(fd: number, buf: Uint8Array, offset: number, length: number): number;
   write(fd: number, buf: Uint8Array, offset: number, length: number): number;
   close(fd: number): number;

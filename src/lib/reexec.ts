@@ -1,7 +1,7 @@
 // Restarting the running script under node with the flags fork() needs, in
 // the same process (execve keeps the pid, so whoever started it, a shell, a
 // supervisor or a test, still waits for the right process).
-import { existsSync } from "node:fs";
+import { fs } from "./builtins.js";
 import { InvalidArgTypeError, SyscallError } from "./errors.js";
 import { native, packedHeapLibrary } from "./native.js";
 
@@ -108,7 +108,7 @@ function preloadWanted(options: NodeFlagsOptions): string | null {
   if (!packedHeap || native.packedHeap()) return null;
   if (native.platform !== "linux")
     throw new ReexecError("the packed heap is Linux-only (an LD_PRELOAD library); leave it off here", []);
-  if (!existsSync(packedHeapLibrary))
+  if (!fs.existsSync(packedHeapLibrary))
     throw new ReexecError(`the packed heap needs ${packedHeapLibrary}, which is not built (npm run build)`, []);
   if (/[ :]/.test(packedHeapLibrary))
     throw new ReexecError(`LD_PRELOAD cannot name ${packedHeapLibrary} (a space or ':' in the path)`, []);

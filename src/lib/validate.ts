@@ -1,5 +1,5 @@
-import { isIP } from "node:net";
 import { InvalidArgTypeError, OutOfRangeError } from "./errors.js";
+import { native } from "./native.js";
 
 export function integer(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== "number") throw new InvalidArgTypeError(name, "of type number", value);
@@ -20,10 +20,20 @@ export function string(name: string, value: unknown): string {
   return value;
 }
 
+/**
+ * 4 or 6 for a numeric IPv4 or IPv6 address as bind() and connect() take it
+ * (inet_pton), 0 for anything else. Instead of node:net's isIP, whose module
+ * would load node's whole stream stack into every forking parent (~1 MB of
+ * pages that each fork() copies).
+ */
+export function ipFamily(text: string): 0 | 4 | 6 {
+  return native.ipFamily(string("address", text));
+}
+
 /** A numeric IPv4 or IPv6 address (no name lookup happens before the kernel). */
 export function numericHost(name: string, value: unknown): string {
   const text = string(name, value);
-  if (isIP(text) === 0) {
+  if (ipFamily(text) === 0) {
     const err = new TypeError(`The "${name}" argument must be a numeric IPv4 or IPv6 address. Received '${text}'`);
     throw Object.assign(err, { code: "ERR_INVALID_ARG_VALUE" });
   }

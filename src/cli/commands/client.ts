@@ -1,5 +1,4 @@
 import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
 import { constants as os } from "node:os";
 import { parseArgs } from "node:util";
 import { Stepper } from "../../inspect/step.js";
@@ -7,6 +6,7 @@ import { runClient } from "../../lib/client.js";
 import { check } from "../../lib/errors.js";
 import { native } from "../../lib/native.js";
 import { warn } from "../../lib/output.js";
+import { ipFamily } from "../../lib/validate.js";
 import { intOption, parse, portArg, positionals } from "./usage.js";
 
 export const CLIENT_USAGE = `Usage: realfork client <ip> <port> [options]
@@ -57,7 +57,7 @@ export async function clientCommand(argv: string[]): Promise<void> {
   const timeout = intOption("--timeout", values.timeout, values.step ? 0 : 10, 0, 86_400, CLIENT_USAGE);
   // Names are resolved here, in the parent, before any fork (dns.lookup uses
   // the libuv thread pool, which a forked child does not have).
-  const host = isIP(hostText) ? hostText : await resolve(hostText);
+  const host = ipFamily(hostText) ? hostText : await resolve(hostText);
   // SIGTERM or SIGINT end the session cleanly (writer ended and reaped, exit
   // 0) from the first byte on: the reader waits in a synchronous poll(),
   // where a JavaScript handler could not run, so the signal comes as a byte

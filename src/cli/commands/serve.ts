@@ -1,10 +1,9 @@
-import { isIP } from "node:net";
-import { parseArgs } from "node:util";
-import { Stepper } from "../../inspect/step.js";
-import { Tracer } from "../../inspect/trace.js";
+import type { Stepper } from "../../inspect/step.js";
+import { util } from "../../lib/builtins.js";
 import { native } from "../../lib/native.js";
 import { warn, writeAll } from "../../lib/output.js";
 import { echoHandler, ForkingServer, formatAddress, type ServerStep } from "../../lib/server.js";
+import { ipFamily } from "../../lib/validate.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const SERVE_USAGE = `Usage: realfork serve <port> [options]
@@ -71,7 +70,7 @@ const options = {
 
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values, positionals: pos } = parse(SERVE_USAGE, () =>
-    parseArgs({ args: argv, options, allowPositionals: true, strict: true }),
+    util.parseArgs({ args: argv, options, allowPositionals: true, strict: true }),
   );
   if (values.help) {
     process.stdout.write(`${SERVE_USAGE}\n`);
@@ -79,7 +78,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   }
   const [portText] = positionals(pos, ["port"], SERVE_USAGE) as [string];
   const host = values.host ?? "0.0.0.0";
-  if (isIP(host) === 0)
+  if (ipFamily(host) === 0)
     throw new UsageError(`--host must be a numeric IPv4 or IPv6 address, not '${host}'`, SERVE_USAGE);
   const prefork = intOption("--prefork", values.prefork, 0, 1, 4096, SERVE_USAGE);
   if (prefork > 0) {
@@ -94,6 +93,10 @@ export async function serveCommand(argv: string[]): Promise<void> {
       SERVE_USAGE,
     );
   const quiet = values.quiet ?? false;
+  // Loaded only when asked for: their modules (child_process for lsof, and
+  // with it net, dgram and streams) would be pages in every fork() otherwise.
+  const trace = values.trace ? new (await import("../../inspect/trace.js")).Tracer(values.json ?? false).onStep : null;
+  const stepper = values.step ? new (await import("../../inspect/step.js")).Stepper() : null;
   const server = new ForkingServer(
     {
       host,
@@ -103,7 +106,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       prefork,
       leakParent: values["leak-parent"] ?? false,
       leakChild: values["leak-child"] ?? false,
-      ...stepHooks(values.trace ? new Tracer(values.json ?? false).onStep : null, values.step ? new Stepper() : null),
+      ...stepHooks(trace, stepper),
     },
     echoHandler({
       bufferSize: intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, SERVE_USAGE),

@@ -1,6 +1,5 @@
 // What the child does with one connection, shared by the per-connection
 // child and the prefork worker: wrap it, run the handler, close it.
-import { isIP } from "node:net";
 import { SyscallError } from "../errors.js";
 import { native } from "../native.js";
 import type { Accepted } from "../posix.js";
@@ -12,7 +11,7 @@ import type { Connection, ConnectionHandler } from "./types.js";
 export function formatAddress(address: string, port: number): string {
   v.string("address", address);
   v.port(port);
-  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+  return v.ipFamily(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 /** Runs the handler on an accepted connection, then closes it if the handler has not. */

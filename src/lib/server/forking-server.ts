@@ -2,7 +2,6 @@
 // accept, fork, the child closes the listener and serves the connection, the
 // parent closes the connected socket and accepts again; SIGCHLD reaps.
 import { EventEmitter } from "node:events";
-import { isIP } from "node:net";
 import { constants as os } from "node:os";
 import { closeInherited } from "../descriptors.js";
 import { InvalidArgTypeError, SyscallError } from "../errors.js";
@@ -148,7 +147,7 @@ export class ForkingServer extends EventEmitter<ForkingServerEvents> {
     if (this.#listener >= 0 || this.#closing) throw new Error("ForkingServer.listen(): already listening or closed");
     const { host, port, backlog } = this.options;
     const fd = posix.socket(
-      isIP(host) === 6 ? native.constants.AF_INET6 : native.constants.AF_INET,
+      v.ipFamily(host) === 6 ? native.constants.AF_INET6 : native.constants.AF_INET,
       native.constants.SOCK_STREAM,
     );
     try {
