@@ -37,6 +37,9 @@ describe("realfork serve --prefork", () => {
     expect(conn?.holders[0]?.pid).not.toBe(server.pid);
     held.destroy();
     expect(await stop(server)).toEqual({ code: 0, signal: null });
+    // The stop's own SIGTERM to the workers is said once, not once per worker.
+    expect(server.proc.stderr()).toContain("SIGTERM: closing the listener, ending 3 child(ren)");
+    expect(server.proc.stderr()).not.toMatch(/was killed by SIGTERM/);
   });
 
   it("replaces a worker killed with SIGKILL, and reports it", async () => {

@@ -117,7 +117,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
   if (!quiet) server.on("connection", () => writeAll(1, "new client connected...\n"));
   server.on("child-exit", (status) => {
     if (!quiet) writeAll(1, `removed proc id: ${status.pid} \n`);
-    if (status.state === "signaled") warn(`realfork: child ${status.pid} was killed by ${status.signal}`);
+    // The stop's own SIGTERM (server closed: no listener) is said once, in stopOnSignal.
+    const stopped = server.listener < 0 && status.signal === "SIGTERM";
+    if (status.state === "signaled" && !stopped) warn(`realfork: child ${status.pid} was killed by ${status.signal}`);
     else if (status.code !== 0) warn(`realfork: child ${status.pid} exited with status ${status.code}`);
   });
   server.on("error", (err) => warn(`realfork: ${err.message}`));
