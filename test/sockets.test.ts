@@ -1,6 +1,6 @@
 // accept, getsockname and getpeername describe an address as
 // { family, port, address } (accept adds fd), in that order: the objects are
-// made by a JavaScript literal in native/sockets.cc.
+// made by the object literals src/lib/native.ts registers with the addon.
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import * as rf from "../src/index.js";
@@ -55,4 +55,13 @@ it("an AF_UNIX socket: family unix, port 0, no address", () => {
   const [a, b] = rf.socketpair(rf.constants.AF_UNIX, rf.constants.SOCK_STREAM);
   open.push(a, b);
   expect(rf.getsockname(a)).toEqual({ family: "unix", port: 0, address: "" });
+});
+
+describe("setAddressFactories", () => {
+  it("takes two functions, and refuses anything else", async () => {
+    const { native } = await import("../src/lib/native.js");
+    expect(() => native.setAddressFactories(null as never, null as never)).toThrow(
+      "setAddressFactories(address, accepted) takes two functions",
+    );
+  });
 });
