@@ -7,6 +7,7 @@
 #include <fcntl.h>
 
 #include <cstring>
+#include <utility>
 
 #include "args.h"
 #include "syscalls.h"
@@ -40,25 +41,47 @@ bool ToSockaddr(const std::string& host, int port, sockaddr_storage* ss, socklen
   return false;
 }
 
-Napi::Value FromSockaddr(Napi::Env env, const sockaddr_storage& ss) {
-  Napi::Object out = Napi::Object::New(env);
+// The address objects are made by JavaScript object literals (the factories
+// src/lib/native.ts registers with setAddressFactories), which V8 builds in
+// one step with a map it keeps. Four properties set from C++ cost a string
+// table lookup and a map transition each: that was most of accept()'s user
+// time, the largest single part of a prefork worker's per-connection work.
+struct Makers {
+  napi_ref address = nullptr, accepted = nullptr;
+};
+
+Napi::Value FromSockaddr(const Napi::CallbackInfo& info, const sockaddr_storage& ss, int fd = -1) {
+  Napi::Env env = info.Env();
   char text[INET6_ADDRSTRLEN] = "";
+  const char* family = ss.ss_family == AF_UNIX ? "unix" : "other";
+  int port = 0;
   if (ss.ss_family == AF_INET) {
     const auto* in4 = reinterpret_cast<const sockaddr_in*>(&ss);
     inet_ntop(AF_INET, &in4->sin_addr, text, sizeof(text));
-    out.Set("family", "IPv4");
-    out.Set("port", ntohs(in4->sin_port));
+    family = "IPv4";
+    port = ntohs(in4->sin_port);
   } else if (ss.ss_family == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
     inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text));
-    out.Set("family", "IPv6");
-    out.Set("port", ntohs(in6->sin6_port));
-  } else {
-    out.Set("family", ss.ss_family == AF_UNIX ? "unix" : "other");
-    out.Set("port", 0);
+    family = "IPv6";
+    port = ntohs(in6->sin6_port);
   }
-  out.Set("address", text);
-  return out;
+  napi_value args[4];
+  napi_create_string_latin1(env, family, NAPI_AUTO_LENGTH, &args[0]);
+  napi_create_int32(env, port, &args[1]);
+  napi_create_string_latin1(env, text, NAPI_AUTO_LENGTH, &args[2]);
+  // Not FunctionReference::Call: the handle scope it opens is a malloc in Node.
+  const auto* makers = static_cast<const Makers*>(info.Data());
+  napi_ref ref = fd < 0 ? makers->address : makers->accepted;
+  if (ref == nullptr) {
+    Napi::Error::New(env, "realfork: setAddressFactories() was not called").ThrowAsJavaScriptException();
+    return {};
+  }
+  napi_value make, out;
+  napi_get_reference_value(env, ref, &make);
+  if (fd >= 0) napi_create_int32(env, fd, &args[3]);
+  if (napi_call_function(env, env.Undefined(), make, fd < 0 ? 3 : 4, args, &out) != napi_ok) return {};
+  return Napi::Value(env, out);
 }
 
 Napi::Value Socket(const Napi::CallbackInfo& info) {
@@ -130,9 +153,7 @@ Napi::Value Accept(const Napi::CallbackInfo& info) {
   int flags = fcntl(conn, F_GETFL);
   if (flags >= 0) fcntl(conn, F_SETFL, flags & ~O_NONBLOCK);
 #endif
-  Napi::Object out = FromSockaddr(info.Env(), ss).As<Napi::Object>();
-  out.Set("fd", conn);
-  return out;
+  return FromSockaddr(info, ss, conn);
 }
 
 Napi::Value Connect(const Napi::CallbackInfo& info) {
@@ -173,11 +194,28 @@ Napi::Value SockName(const Napi::CallbackInfo& info) {
   socklen_t len = sizeof(ss);
   std::memset(&ss, 0, sizeof(ss));
   if (Get(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return Errno(info.Env(), errno);
-  return FromSockaddr(info.Env(), ss);
+  return FromSockaddr(info, ss);
 }
 
 int GetSockName(int fd, sockaddr* sa, socklen_t* len) { return getsockname(fd, sa, len); }
 int GetPeerName(int fd, sockaddr* sa, socklen_t* len) { return getpeername(fd, sa, len); }
+
+// setAddressFactories(address, accepted): the functions that make
+// getsockname/getpeername's {family, port, address} and accept's
+// {family, port, address, fd}; kept for the life of the environment.
+Napi::Value SetAddressFactories(const Napi::CallbackInfo& info) {
+  auto* makers = static_cast<Makers*>(info.Data());
+  if (!info[0].IsFunction() || !info[1].IsFunction()) {
+    Napi::TypeError::New(info.Env(), "setAddressFactories(address, accepted) takes two functions")
+        .ThrowAsJavaScriptException();
+    return {};
+  }
+  for (auto [slot, fn] : {std::pair{&makers->address, info[0]}, std::pair{&makers->accepted, info[1]}}) {
+    if (*slot) napi_delete_reference(info.Env(), *slot);
+    napi_create_reference(info.Env(), fn, 1, slot);
+  }
+  return info.Env().Undefined();
+}
 
 // ipFamily(text): 4 or 6 when inet_pton(3) reads text as that family's
 // numeric address (what bind() and connect() here accept), else 0.
@@ -192,18 +230,25 @@ Napi::Value IpFamily(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void InitSockets(Napi::Env env, Napi::Object exports) {
+  auto* makers = new Makers{};
+  env.AddCleanupHook([env, makers] {
+    if (makers->address) napi_delete_reference(env, makers->address);
+    if (makers->accepted) napi_delete_reference(env, makers->accepted);
+    delete makers;
+  });
+  exports.Set("setAddressFactories", Napi::Function::New(env, SetAddressFactories, "setAddressFactories", makers));
   exports.Set("socket", Napi::Function::New(env, Socket, "socket"));
   exports.Set("socketpair", Napi::Function::New(env, Socketpair, "socketpair"));
   exports.Set("setsockopt", Napi::Function::New(env, Setsockopt, "setsockopt"));
   exports.Set("getsockopt", Napi::Function::New(env, Getsockopt, "getsockopt"));
   exports.Set("bind", Napi::Function::New(env, Bind, "bind"));
   exports.Set("listen", Napi::Function::New(env, Listen, "listen"));
-  exports.Set("accept", Napi::Function::New(env, Accept, "accept"));
+  exports.Set("accept", Napi::Function::New(env, Accept, "accept", makers));
   exports.Set("connect", Napi::Function::New(env, Connect, "connect"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
-  exports.Set("getsockname", Napi::Function::New(env, SockName<GetSockName>, "getsockname"));
+  exports.Set("getsockname", Napi::Function::New(env, SockName<GetSockName>, "getsockname", makers));
+  exports.Set("getpeername", Napi::Function::New(env, SockName<GetPeerName>, "getpeername", makers));
   exports.Set("ipFamily", Napi::Function::New(env, IpFamily, "ipFamily"));
-  exports.Set("getpeername", Napi::Function::New(env, SockName<GetPeerName>, "getpeername"));
 
   Napi::Object c = Napi::Object::New(env);
   REALFORK_CONSTANT(c, AF_UNIX);

@@ -59,6 +59,34 @@ describe("ForkingServer", () => {
     expect(proc.stdout()).toMatch(/closing 0\nclosed\nclose resolved 0 -1\n$/);
   });
 
+  it.each([0, 1])(
+    "prefork %i: the handler sees its own connection's fd, address, port, family and peer; close() twice is fine",
+    async (prefork) => {
+      const { proc, port } = await start("conn", prefork);
+      const seen: { pid: number; peer: string }[] = [];
+      for (let i = 0; i < 3; i++) {
+        const { reply, local } = await ask(port);
+        const conn = JSON.parse(reply) as { pid: number; fd: number; peer: string };
+        expect(conn).toEqual({
+          pid: conn.pid,
+          fd: conn.fd,
+          address: "127.0.0.1",
+          port: local,
+          family: "IPv4",
+          peer: `127.0.0.1:${local}`,
+          again: `127.0.0.1:${local}`,
+        });
+        seen.push(conn);
+      }
+      // One worker served all three, each with its own peer.
+      if (prefork) expect(new Set(seen.map((c) => c.pid)).size).toBe(1);
+      expect(new Set(seen.map((c) => c.peer)).size).toBe(3);
+      await stopped(proc);
+      expect(proc.stdout()).not.toMatch(/exited 1\n/);
+      expect(proc.stderr()).toBe("");
+    },
+  );
+
   it("a handler that throws ends its child with status 1 and a message; the server goes on", async () => {
     const { proc, port } = await start("throw");
     expect((await ask(port)).reply).toBe("");

@@ -44,6 +44,11 @@ export interface NativeBinding {
   shutdown(fd: number, how: number): number;
   getsockname(fd: number): NativeAddress | number;
   getpeername(fd: number): NativeAddress | number;
+  /** Registers the functions that make accept's and get*name's result objects (once, below). */
+  setAddressFactories(
+    address: (family: NativeAddress["family"], port: number, address: string) => NativeAddress,
+    accepted: (family: NativeAddress["family"], port: number, address: string, fd: number) => NativeAccepted,
+  ): void;
   /** 4 or 6 when inet_pton reads the text as that family's numeric address, else 0. */
   ipFamily(text: string): 0 | 4 | 6;
   read(fd: number, buf: Uint8Array, offset: number, length: number): number;
@@ -132,6 +137,15 @@ const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const bindings = require("bindings") as (opts: { bindings: string; module_root: string }) => unknown;
 
 export const native = bindings({ bindings: "realfork", module_root: packageRoot }) as NativeBinding;
+
+// accept(), getsockname() and getpeername() return objects made by these
+// literals: V8 builds each in one step with a map it keeps, where four
+// properties set from C++ cost a string-table lookup and a map change each
+// (most of accept's user time in a prefork worker).
+native.setAddressFactories(
+  (family, port, address) => ({ family, port, address }),
+  (family, port, address, fd) => ({ family, port, address, fd }),
+);
 
 /** The packed-heap preload (native/linux/packed_heap.c), built beside the addon on Linux. */
 export const packedHeapLibrary = join(packageRoot, "build", "Release", "realfork_packed_heap.so");

@@ -16,29 +16,56 @@ export function formatAddress(address: string, port: number): string {
 
 /** Runs the handler on an accepted connection, then closes it if the handler has not. */
 export function handle(handler: ConnectionHandler, accepted: Accepted, onClosed?: () => void): void {
-  let open = true;
-  const closed = () => {
-    open = false;
-    onClosed?.();
-  };
-  const conn: Connection = {
-    fd: accepted.fd,
-    address: accepted.address,
-    port: accepted.port,
-    family: accepted.family,
-    peer: formatAddress(accepted.address, accepted.port),
-    close() {
-      if (!open) return;
-      posix.close(accepted.fd);
-      closed();
-    },
-  };
-  handler(conn);
-  // A handler that closed the descriptor behind conn's back leaves EBADF
-  // here, which is no reason to fail.
-  if (open) {
-    native.close(accepted.fd);
-    closed();
+  AcceptedConnection.serve(handler, accepted, onClosed);
+}
+
+/**
+ * The handler's Connection. A prefork worker makes one per connection, so it
+ * is cheap: `peer` is formatted when first read (most handlers never read
+ * it), and close() is a method, not closures made for each connection.
+ */
+class AcceptedConnection implements Connection {
+  readonly fd: number;
+  readonly address: string;
+  readonly port: number;
+  readonly family: Accepted["family"];
+  #peer: string | undefined;
+  #open = true;
+  readonly #onClosed: (() => void) | undefined;
+
+  static serve(handler: ConnectionHandler, accepted: Accepted, onClosed: (() => void) | undefined): void {
+    const conn = new AcceptedConnection(accepted, onClosed);
+    handler(conn);
+    // A handler that closed the descriptor behind conn's back leaves EBADF
+    // here, which is no reason to fail.
+    if (conn.#open) {
+      native.close(conn.fd);
+      conn.#closed();
+    }
+  }
+
+  private constructor(accepted: Accepted, onClosed: (() => void) | undefined) {
+    this.fd = accepted.fd;
+    this.address = accepted.address;
+    this.port = accepted.port;
+    this.family = accepted.family;
+    this.#onClosed = onClosed;
+  }
+
+  get peer(): string {
+    this.#peer ??= formatAddress(this.address, this.port);
+    return this.#peer;
+  }
+
+  close(): void {
+    if (!this.#open) return;
+    posix.close(this.fd);
+    this.#closed();
+  }
+
+  #closed(): void {
+    this.#open = false;
+    this.#onClosed?.();
   }
 }
 
