@@ -4,6 +4,9 @@
 // program the process starts inherits the preload.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import type { CompareResult } from "../src/bench/compare.js";
+import type { BenchReport } from "../src/cli/commands/bench.js";
+import { runCli } from "./helpers/cli.js";
 import { cli, fixture } from "./helpers/paths.js";
 import { spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { childrenGone, echoMany, startServe, stop } from "./helpers/servers.js";
@@ -94,5 +97,39 @@ describe.skipIf(process.platform !== "linux")("the packed heap (opt-in)", () => 
     expect(() => ensureNodeFlags([], null as unknown as object)).toThrow(
       expect.objectContaining({ code: "ERR_INVALID_ARG_TYPE" }),
     );
+  });
+
+  it("bench --packed-heap drives realfork serve --packed-heap, every byte checked", async () => {
+    const r = await runCli<BenchReport>(
+      ["bench", "--packed-heap", "--workload", "short", "--connections", "150", "--concurrency", "4", "--json"],
+      { timeoutMs: 60_000 },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json?.server).toBe("realfork serve --packed-heap");
+    expect(r.json?.short).toMatchObject({ ok: 150, failed: 0, mismatched: 0 });
+  });
+
+  it("compare --packed-heap: a row of its own in the same rounds, and its ratio to each fork-per-connection server", async () => {
+    const small = ["--rounds", "1", "--connections", "150", "--concurrency", "4", "--stream-bytes", "2097152"];
+    const r = await runCli<CompareResult>(["compare", ...small, "--forks", "0", "--packed-heap", "--json"], {
+      timeoutMs: 120_000,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const rows = r.json?.peers?.rows ?? [];
+    expect(rows.map((p) => [p.server, p.label])).toEqual([
+      ["c", "C echo_mpserv_fixed"],
+      ["ts", "realfork serve"],
+      ["ts --packed-heap", "realfork serve --packed-heap"],
+    ]);
+    const packed = rows.find((p) => p.server === "ts --packed-heap");
+    for (const p of rows) {
+      expect(p.connsPerSec).toHaveLength(1);
+      if (p === packed) expect(p.packedRatio).toBeNull();
+      else expect(p.packedRatio).toBeCloseTo((packed?.median ?? 0) / p.median, 6);
+    }
+    const text = await runCli(["compare", ...small, "--forks", "0", "--packed-heap"], { timeoutMs: 120_000 });
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/SHORT CONNECTIONS .* realfork\/it +packed\/it\n/);
+    expect(text.stdout).toMatch(/\n {2}realfork serve --packed-heap +\d+ /);
   });
 });
