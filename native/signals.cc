@@ -17,6 +17,9 @@
 
 #include <cstdint>
 
+#include <cerrno>
+
+#include "args.h"
 #include "syscalls.h"
 
 namespace realfork {
@@ -35,6 +38,20 @@ bool HasHandler(int sig) {
 Napi::Value SignalHandlersChanged(const Napi::CallbackInfo& info) {
   ForgetSignalHandlers();
   return info.Env().Undefined();
+}
+
+// ignoreSignal(sig): sigaction(SIG_IGN); 0 or -errno. For a process on its
+// way out that has no JavaScript listener left for the signal (Node put the
+// default action back with the last one).
+Napi::Value IgnoreSignal(const Napi::CallbackInfo& info) {
+  int sig;
+  if (!ArgInt(info, 0, &sig)) return {};
+  struct sigaction ign = {};
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  if (sigaction(sig, &ign, nullptr) != 0) return Errno(info.Env(), errno);
+  ForgetSignalHandlers();
+  return Napi::Number::New(info.Env(), 0);
 }
 
 }  // namespace
@@ -67,6 +84,7 @@ void ResetSignalHandlersInChild() {
 
 void InitSignals(Napi::Env env, Napi::Object exports) {
   exports.Set("signalHandlersChanged", Napi::Function::New(env, SignalHandlersChanged, "signalHandlersChanged"));
+  exports.Set("ignoreSignal", Napi::Function::New(env, IgnoreSignal, "ignoreSignal"));
 }
 
 }  // namespace realfork

@@ -100,6 +100,24 @@ describe("realfork serve", () => {
     expect(await server.proc.exited(5000)).toEqual({ code: 0, signal: null });
   });
 
+  it("a stop signal sent again while it exits does not end it by that signal: exit 0, 5 times", async () => {
+    // Node's own exit puts SIGINT's default action back for its last
+    // milliseconds; a signal there used to end the server with SIGINT.
+    for (let i = 0; i < 5; i++) {
+      const server = await startServe();
+      const sock = await open(server.port);
+      sock.on("error", () => {});
+      await server.proc.waitFor(/new client connected/);
+      server.proc.child.kill("SIGINT");
+      await server.proc.waitFor(/realfork serve: stopped\n/, 5000, "stderr");
+      try {
+        process.kill(server.pid, "SIGINT");
+      } catch {}
+      expect(await server.proc.exited(5000)).toEqual({ code: 0, signal: null });
+      sock.destroy();
+    }
+  });
+
   it("holds --max-children under a burst; waiting connections are served later", async () => {
     const server = await startServe(["--max-children", "3"]);
     const socks = await Promise.all(Array.from({ length: 10 }, () => open(server.port)));

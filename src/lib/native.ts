@@ -85,6 +85,8 @@ export interface NativeBinding {
   mallocTrim(): number;
   /** True when native/linux/packed_heap.c is preloaded into this process (Linux; false elsewhere). */
   packedHeap(): boolean;
+  /** sigaction(sig, SIG_IGN): 0 or -errno. */
+  ignoreSignal(sig: number): number;
   /** Tells fork() that signal handlers were installed or removed: it finds them again before the next fork. */
   signalHandlersChanged(): void;
   getpid(): number;

@@ -1,3 +1,4 @@
+import { constants as os } from "node:os";
 import type { Stepper } from "../../inspect/step.js";
 import { util } from "../../lib/builtins.js";
 import { native } from "../../lib/native.js";
@@ -118,9 +119,10 @@ export async function serveCommand(argv: string[]): Promise<void> {
   server.on("child-exit", (status) => {
     if (!quiet) writeAll(1, `removed proc id: ${status.pid} \n`);
     // The stop's own SIGTERM (server closed: no listener) is said once, in stopOnSignal.
-    const stopped = server.listener < 0 && status.signal === "SIGTERM";
-    if (status.state === "signaled" && !stopped) warn(`realfork: child ${status.pid} was killed by ${status.signal}`);
-    else if (status.code !== 0) warn(`realfork: child ${status.pid} exited with status ${status.code}`);
+    if (status.state === "signaled") {
+      const stopped = server.listener < 0 && status.signal === "SIGTERM";
+      if (!stopped) warn(`realfork: child ${status.pid} was killed by ${status.signal}`);
+    } else if (status.code !== 0) warn(`realfork: child ${status.pid} exited with status ${status.code}`);
   });
   server.on("error", (err) => warn(`realfork: ${err.message}`));
   // The handlers exist before the listener does: whoever sees "listening"
@@ -133,11 +135,21 @@ export async function serveCommand(argv: string[]): Promise<void> {
     if (values["packed-heap"])
       warn("realfork serve: --packed-heap: V8's heap pages are packed, not placed at random (weaker ASLR)");
     warn(`realfork serve: listening on ${formatAddress(bound.address, bound.port)} (pid ${process.pid})`);
-    await stop.stopped;
-  } finally {
+  } catch (err) {
     stop.remove();
     process.off("SIGUSR2", report);
+    throw err;
   }
+  await stop.stopped;
+  // Stopped: children reaped, every line written (synchronously). Node's own
+  // exit puts the default action back on SIGINT and SIGTERM for its last
+  // milliseconds (measured: ~3 ms before exit_group), where a second stop
+  // signal, a supervisor's or a second Ctrl-C, would end the process by that
+  // signal instead of with status 0. So: ignore them from here, and end
+  // through process.exit(), which runs the 'exit' listeners (--step removes
+  // its FIFOs there) and not that teardown.
+  for (const sig of ["SIGINT", "SIGTERM"] as const) native.ignoreSignal(os.signals[sig]);
+  process.exit(0);
 }
 
 /** --trace and --step: the trace line says what the step did, then the process waits. */
