@@ -51,7 +51,10 @@ const commands: Record<string, () => Promise<Command>> = {
   step: async () => (await import("./commands/step.js")).stepCommand,
 };
 
-/** Runs the CLI; sets process.exitCode, never calls process.exit. */
+/**
+ * Runs the CLI; sets process.exitCode. The one process.exit() is serve's,
+ * once stopped (src/cli/commands/serve.ts says why).
+ */
 export async function main(argv: string[]): Promise<void> {
   // No command forks with eventLoop: spare every realfork process the
   // registry's promise hooks.

@@ -37,7 +37,7 @@ export interface NodeFlagsOptions {
    * Linux: restart with native/linux/packed_heap.c preloaded, which drops the
    * random address V8 asks for each 256 KiB heap page, so the kernel packs
    * the pages together: fork() copies about a third of the page tables and
-   * a fork-per-connection server gains ~20% (docs/benchmarks.md). It weakens
+   * a fork-per-connection server gains 10-15% (docs/benchmarks.md). It weakens
    * address randomisation: V8's pages sit at guessable offsets from the
    * libraries. Opt in knowingly. Programs this process starts do not inherit
    * the preload; an LD_PRELOAD of your own is kept for them.

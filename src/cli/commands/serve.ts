@@ -39,7 +39,7 @@ Options
   --leak-child         negative control: the child keeps the listening socket
   --packed-heap        Linux: restart node with a preload that packs V8's heap pages
                        together instead of at random addresses: fork() copies
-                       ~3x fewer page tables, ~20% more connections per second.
+                       ~3x fewer page tables, 10-15% more connections per second.
                        WEAKENS ADDRESS RANDOMISATION of the V8 heap; opt-in only
                        (docs/benchmarks.md). Spawned programs do not inherit it.
   -h, --help           this text
