@@ -7,6 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type FdSnapshot, type SocketEntry, snapshot } from "./fdtable.js";
 import type { Evidence, Finding, FindingKind } from "./findings.js";
 import { type ProcState, processStates, UNKNOWN_STATES } from "./procstate.js";
+import type { StartedReport } from "./started-server.js";
 
 export type Phase = "before" | "during" | "after";
 
@@ -36,6 +37,8 @@ export interface Judgement {
   findings: Finding[];
   /** Children that hold the listener by design; null when no prefork pool was seen. */
   pool: { workers: number[]; how: string[] } | null;
+  /** Nobody took the connections that wait on the listener, and no finding explains it. */
+  unaccepted: Unaccepted | null;
 }
 
 export interface CheckReport {
@@ -50,12 +53,16 @@ export interface CheckReport {
   findings: Finding[];
   /** Kinds this run could not judge, for want of probes. */
   needsProbes: FindingKind[];
+  /** Why the server could not be judged (exit 2 when nothing was found): unanswered probes. */
+  notJudged: string[];
   /** Set when the server was gone before the check ended. */
   exited: { pid: number; phase: Phase } | null;
   /** Processes whose descriptors could not be read, with why. */
   unreadable: string[];
   /** Facts this OS does not give. */
   unavailable: string[];
+  /** With `check -- COMMAND`: what was started and how it ended. */
+  started?: StartedReport;
 }
 
 /** The target cannot be checked: no such process, or not permitted (exit 2). */
@@ -66,13 +73,15 @@ const alive = (look: Look, pid: number): boolean => {
   return s !== undefined && s.state !== "Z" && look.snap.processes.some((p) => p.pid === pid);
 };
 
-/** Reads the tree under `root` now. */
-export function look(root: number, phase: Phase = "before"): Look {
-  const snap = snapshot(root);
+/** Reads the tree under `root` now (with the Unix sockets bound to `unixPath`, if given). */
+export function look(root: number, phase: Phase = "before", unixPath?: string): Look {
+  const snap = snapshot(root, unixPath === undefined ? {} : { unixPath });
   return { phase, at: Date.now(), snap, states: processStates(snap.processes.map((p) => p.pid)) };
 }
 
 const portOf = (address: string): number => Number(address.slice(address.lastIndexOf(":") + 1));
+/** What a listener and the sockets accepted on it share: the TCP port, or the Unix socket's path. */
+const addressKey = (s: SocketEntry): string => (s.family === "unix" ? `unix ${s.local}` : `tcp ${portOf(s.local)}`);
 
 /** Who is who in one look. */
 interface Roles {
@@ -90,8 +99,8 @@ function roles(l: Look): Roles {
   const listening = snap.sockets.filter((s) => s.state === "LISTEN");
   const own = listening.filter((s) => s.holders.some((h) => h.pid === root));
   const listeners = own.length > 0 ? own : listening;
-  const ports = new Set(listeners.map((s) => portOf(s.local)));
-  const accepted = snap.sockets.filter((s) => s.state !== "LISTEN" && ports.has(portOf(s.local)));
+  const keys = new Set(listeners.map(addressKey));
+  const accepted = snap.sockets.filter((s) => s.state !== "LISTEN" && keys.has(addressKey(s)));
   const children: number[] = [];
   const zombies: Roles["zombies"] = [];
   for (const p of snap.processes) {
@@ -114,16 +123,55 @@ const evidenceOf = (pid: number, fd: number, s: SocketEntry): Evidence => ({
   remote: s.remote,
 });
 
+/** The calls a process that takes connections may sleep in (poll: which descriptors is not known). */
+const MAY_ACCEPT = new Set(["accept", "poll", "epoll", "lock", "running"]);
+
+/** How `pid` takes connections from the listener (descriptors `fds`) in this look, or null. */
+function acceptsIn(l: Look, pid: number, fds: number[]): string | null {
+  const s = l.states.get(pid);
+  const blocked = s?.blockedInAccept;
+  if (blocked && (blocked.fd === null || fds.includes(blocked.fd))) return "asleep in accept() on the listener";
+  if (s?.waits.some((w) => w.call === "epoll" && w.fds?.some((fd) => fds.includes(fd)))) {
+    return "waiting in epoll on the listener";
+  }
+  return null;
+}
+
+/** What the threads of `pid` sleep in, for a message: "clock_nanosleep()", "read(), futex()". */
+function sleepsIn(l: Look, pid: number): string {
+  const calls = [...new Set(l.states.get(pid)?.waits.map((w) => w.call) ?? [])];
+  return calls.map((c) => (c === "running" ? "running" : `${c}()`)).join(", ");
+}
+
+/** Asleep, every thread, in calls that take no connection (read, sleep, wait...): known only on Linux. */
+const asleepElsewhere = (l: Look, pid: number): boolean => {
+  const waits = l.states.get(pid)?.waits ?? [];
+  return waits.length > 0 && waits.every((w) => !MAY_ACCEPT.has(w.call));
+};
+
+/** A holder of the listener that never takes a connection from it. */
+interface Inherited {
+  pid: number;
+  /** It runs another program than the acceptor (exec'd with the descriptor open). */
+  execd: boolean;
+  look: Look;
+}
+
 /**
- * Prefork workers: children that hold the listener by design. A child is one
- * when the kernel shows it asleep in accept() on the listener, or when it
- * holds the listener and no connection at two looks in a row (a
- * per-connection child holds the listener without its connection only in the
- * instant between its close() and its exit).
+ * Who takes connections among the processes under the acceptor that hold its
+ * listener. A worker is one the kernel shows asleep in accept() on the
+ * listener, or waiting in epoll on a set that holds it; or one that holds the
+ * listener and no connection at two looks in a row (a per-connection child
+ * holds the listener without its connection only in the instant between its
+ * close() and its exit) while it runs the acceptor's program or was seen
+ * serving, and is not asleep in something else. A holder that holds no
+ * connection at two looks and is none of these (another program after exec,
+ * asleep in read() or sleep()...) never accepts: it inherited the listener.
  */
-function findWorkers(looks: Look[]): Judgement["pool"] {
-  const workers = new Set<number>();
-  const how = new Set<string>();
+function judgeHolders(looks: Look[]): { pool: Judgement["pool"]; inherited: Inherited[] } {
+  const workers = new Map<number, Set<string>>();
+  const idleLooks = new Map<number, Look[]>();
+  const served = new Set<number>();
   let idleBefore = new Set<number>();
   let previous: Look | undefined;
   for (const l of looks) {
@@ -132,24 +180,40 @@ function findWorkers(looks: Look[]): Judgement["pool"] {
     for (const pid of r.children) {
       const listenerFds = held(r.listeners, pid).map((h) => h.fd);
       if (listenerFds.length === 0) continue;
-      const blocked = l.states.get(pid)?.blockedInAccept;
-      if (blocked && (blocked.fd === null || listenerFds.includes(blocked.fd))) {
-        workers.add(pid);
-        how.add("asleep in accept() on the listener");
+      const how = acceptsIn(l, pid, listenerFds);
+      if (how) workers.set(pid, (workers.get(pid) ?? new Set()).add(how));
+      if (held(r.accepted, pid).length > 0) {
+        served.add(pid);
+        continue;
       }
-      if (held(r.accepted, pid).length === 0) {
-        idle.add(pid);
-        // Two looks, not one look twice (judgeSnapshot).
-        if (idleBefore.has(pid) && l !== previous) {
-          workers.add(pid);
-          how.add("held the listener and no connection at two looks");
-        }
+      idle.add(pid);
+      // Two looks, not one look twice (judgeSnapshot).
+      if (idleBefore.has(pid) && l !== previous) {
+        const list = idleLooks.get(pid) ?? [previous as Look];
+        idleLooks.set(pid, [...list, l]);
       }
     }
     idleBefore = idle;
     previous = l;
   }
-  return workers.size > 0 ? { workers: [...workers].sort((a, b) => a - b), how: [...how] } : null;
+  const inherited: Inherited[] = [];
+  for (const [pid, seen] of idleLooks) {
+    if (workers.has(pid)) continue;
+    const last = seen.at(-1) as Look;
+    const program = (l: Look, p: number) => l.states.get(p)?.exe ?? l.snap.processes.find((x) => x.pid === p)?.command;
+    const root = last.snap.root;
+    const sameExe = program(last, pid) === program(last, root);
+    const elsewhere = seen.every((l) => asleepElsewhere(l, pid));
+    if (!elsewhere && (sameExe || served.has(pid))) {
+      workers.set(pid, new Set(["held the listener and no connection at two looks"]));
+      continue;
+    }
+    const args = (p: number) => last.states.get(p)?.cmdline;
+    inherited.push({ pid, execd: !sameExe || args(pid) !== args(root), look: last });
+  }
+  const how = new Set([...workers.values()].flatMap((h) => [...h]));
+  const pool = workers.size > 0 ? { workers: [...workers.keys()].sort((a, b) => a - b), how: [...how] } : null;
+  return { pool, inherited };
 }
 
 /** A finding before its words: the kind, the process it is about, and what shows it. */
@@ -157,9 +221,85 @@ interface Item {
   kind: FindingKind;
   subject: number;
   evidence: Evidence[];
+  /** listener-inherited: what was seen of the holder. */
+  inherited?: Inherited;
+  /** orphaned-listener: what shows that nobody accepts. */
+  unaccepted?: Unaccepted;
 }
 
-function itemsOf(l: Look, pool: boolean, forks: boolean): Item[] {
+/** Connections wait on the listener and no holder takes them. */
+export interface Unaccepted {
+  /** The last look that showed it. */
+  look: Look;
+  /** The accept queue then (connections the kernel completed, waiting for accept()). */
+  queued: number;
+  /** Probe connections that nobody accepted within the timeout (0 without probes). */
+  probes: number;
+}
+
+const listenerHolders = (l: Look): { pid: number; fd: number; socket: SocketEntry }[] => {
+  const r = roles(l);
+  return [r.root, ...r.children].flatMap((pid) => held(r.listeners, pid).map((h) => ({ pid, ...h })));
+};
+
+/**
+ * Nobody takes connections from the listener: with probes, none of them was
+ * accepted (none answered, closed, or held by a process of the tree) while
+ * the accept queue held connections, and no holder sleeps in accept() or in
+ * epoll on it; without probes, the accept queue held connections at two
+ * looks in a row with no holder accepting.
+ */
+function unaccepted(looks: Look[], probes: ProbeResult[]): Unaccepted | null {
+  const phase: Phase = probes.length > 0 ? "during" : "before";
+  const pair = looks.filter((l) => l.phase === phase).slice(-2);
+  const [a, b] = pair;
+  if (!a || !b || a === b || !alive(b, b.snap.root)) return null;
+  const queued = (l: Look) => roles(l).listeners.reduce((n, s) => n + (s.queued ?? 0), 0);
+  const accepting = (l: Look) =>
+    listenerHolders(l).some(
+      (h) =>
+        acceptsIn(
+          l,
+          h.pid,
+          held(roles(l).listeners, h.pid).map((x) => x.fd),
+        ) !== null,
+    );
+  if (queued(b) === 0 || accepting(a) || accepting(b)) return null;
+  if (probes.length === 0) return queued(a) > 0 ? { look: b, queued: queued(b), probes: 0 } : null;
+  const connected = probes.filter((p) => p.connected);
+  if (connected.length === 0 || connected.some((p) => p.echoed || p.closedByServer)) return null;
+  const remotes = new Set(
+    looks.flatMap((l) =>
+      roles(l)
+        .accepted.filter((s) => s.holders.length > 0)
+        .map((s) => s.remote),
+    ),
+  );
+  const unix = roles(b).listeners.some((s) => s.family === "unix");
+  // A Unix probe has no address to find it by: the queue must hold them all.
+  if (unix ? queued(b) < connected.length : connected.some((p) => remotes.has(p.local))) return null;
+  return { look: b, queued: queued(b), probes: connected.length };
+}
+
+/**
+ * An orphaned listener: nobody accepts, and the topmost holder was
+ * reparented to pid 1 with no child of its own on the listener (the process
+ * that forked it and accepted is gone).
+ */
+function orphaned(u: Unaccepted | null): Item | null {
+  if (!u) return null;
+  const r = roles(u.look);
+  const root = u.look.snap.processes.find((p) => p.pid === r.root);
+  if (root?.ppid !== 1 || r.children.some((pid) => held(r.listeners, pid).length > 0)) return null;
+  return {
+    kind: "orphaned-listener",
+    subject: r.root,
+    evidence: listenerHolders(u.look).map((h) => evidenceOf(h.pid, h.fd, h.socket)),
+    unaccepted: u,
+  };
+}
+
+function itemsOf(l: Look, pool: boolean, forks: boolean, inherited: Set<number>): Item[] {
   const r = roles(l);
   const items: Item[] = [];
   const add = (kind: FindingKind, subject: number, evidence: Evidence[]) => {
@@ -170,7 +310,9 @@ function itemsOf(l: Look, pool: boolean, forks: boolean): Item[] {
     add(
       "listener-in-child",
       r.root,
-      r.children.flatMap((pid) => held(r.listeners, pid).map((h) => evidenceOf(pid, h.fd, h.socket))),
+      r.children
+        .filter((pid) => !inherited.has(pid))
+        .flatMap((pid) => held(r.listeners, pid).map((h) => evidenceOf(pid, h.fd, h.socket))),
     );
   }
   // The acceptor holds a connection a child holds too, or one in CLOSE_WAIT in a
@@ -293,6 +435,41 @@ function words(item: Item, looks: Look[]): Finding {
               ? "close(clnt_sock) when read() returns 0 (EOF); a forking server's parent closes it right after fork()"
               : "close(clnt_sock) when read() returns 0 (EOF)",
       };
+    case "listener-inherited": {
+      const h = item.inherited as Inherited;
+      const proc = (p: number) => h.look.snap.processes.find((x) => x.pid === p);
+      const parent = proc(proc(pid)?.ppid ?? -1);
+      const program = h.look.states.get(pid)?.exe ?? proc(pid)?.command ?? "?";
+      const sleeping = sleepsIn(h.look, pid);
+      const from = parent ? `from its parent ${parent.pid} (${parent.command})` : "from its parent";
+      return {
+        kind,
+        evidence,
+        message: `${pid} (${program}${sleeping ? `, asleep in ${sleeping}` : ""}) holds the listening socket ${evidence[0]?.local} (fd ${fds(evidence)}) and never accepts on it: it got the descriptor ${from} ${h.execd ? "and kept it across exec()" : "at fork() and never closed it"}, so the ${evidence[0]?.local?.includes(":") ? "port" : "socket"} stays taken for as long as ${pid} lives, even after the server stops`,
+        fix: h.execd
+          ? "make the listener close-on-exec: socket(..., SOCK_CLOEXEC, ...) or fcntl(fd, F_SETFD, FD_CLOEXEC) (Python: close_fds=True and a non-inheritable socket); or close it in the child before exec()"
+          : "close the listening socket in the child right after fork(): it takes no connection",
+      };
+    }
+    case "orphaned-listener": {
+      const u = item.unaccepted as Unaccepted;
+      const where = evidence[0]?.local ?? "?";
+      const others = pids(evidence);
+      const sleeping = sleepsIn(u.look, pid);
+      const waiting =
+        u.probes > 0
+          ? `${plural(u.probes, "probe connection")} waited unanswered in the backlog (accept queue ${u.queued})`
+          : `${plural(u.queued, "connection")} wait unanswered in the backlog`;
+      const restart = roles(u.look).listeners.some((s) => s.family === "unix")
+        ? `a server started again on ${where} fails with EADDRINUSE, or, if it unlinks the path first, leaves ${others.join(", ")} holding a socket nobody can reach`
+        : `a server started again on this port fails with EADDRINUSE while ${others.join(", ")} ${others.length === 1 ? "lives" : "live"}`;
+      return {
+        kind,
+        evidence,
+        message: `nobody accepts on ${where}: ${others.join(", ")} (${u.look.snap.processes.find((p) => p.pid === pid)?.command ?? "?"}${sleeping ? `, asleep in ${sleeping}` : ""}) ${others.length === 1 ? "holds" : "hold"} the listener and its parent is now pid 1: the server that forked it, which accepted, is gone. ${waiting}, and ${restart}`,
+        fix: `close(serv_sock) in each child right after fork(), so that the listener ends with the server; to free it now, end ${others.join(", ")} (kill ${others.join(" ")})`,
+      };
+    }
     case "zombie": {
       const zombieLooks = looks.filter((l) => evidence.some((e) => l.states.get(e.pid)?.state === "Z"));
       const span = ((zombieLooks.at(-1)?.at ?? 0) - (zombieLooks[0]?.at ?? 0)) / 1000;
@@ -332,19 +509,32 @@ function words(item: Item, looks: Look[]): Finding {
  * only from the last two looks. The descriptor-growth judgement needs looks
  * before and after probes.
  */
-export function judge(looks: Look[]): Judgement {
-  const pool = findWorkers(looks);
+export function judge(looks: Look[], probes: ProbeResult[] = []): Judgement {
+  const { pool, inherited } = judgeHolders(looks);
   const forks = looks.some((l) => l.snap.processes.length > 1);
   const items: Item[] = [];
+  const helpers = new Set(inherited.map((h) => h.pid));
   for (let i = 1; i < looks.length; i++) {
     const [a, b] = [looks[i - 1] as Look, looks[i] as Look];
     if (a.phase !== b.phase || !alive(b, b.snap.root)) continue;
     // A zombie counts only if the last two looks show it: a busy parent reaps late, not never.
-    const found = confirmed(itemsOf(a, !!pool, forks), itemsOf(b, !!pool, forks));
+    const found = confirmed(itemsOf(a, !!pool, forks, helpers), itemsOf(b, !!pool, forks, helpers));
     items.push(...(i === looks.length - 1 ? found : found.filter((x) => x.kind !== "zombie")));
   }
   const growth = descriptorGrowth(looks);
   if (growth) items.push(growth);
+  for (const h of inherited) {
+    const r = roles(h.look);
+    items.push({
+      kind: "listener-inherited",
+      subject: h.pid,
+      evidence: held(r.listeners, h.pid).map((x) => evidenceOf(h.pid, x.fd, x.socket)),
+      inherited: h,
+    });
+  }
+  const nobody = unaccepted(looks, probes);
+  const orphan = orphaned(nobody);
+  if (orphan) items.push(orphan);
   // One finding per kind and process: evidence from every phase, the latest state of each socket.
   const merged = new Map<string, Item>();
   for (const item of items) {
@@ -357,7 +547,11 @@ export function judge(looks: Look[]): Judgement {
     }
     merged.set(key, into);
   }
-  return { findings: [...merged.values()].map((item) => words(item, looks)), pool };
+  return {
+    findings: [...merged.values()].map((item) => words(item, looks)),
+    pool,
+    unaccepted: orphan ? null : nobody,
+  };
 }
 
 /**
@@ -375,9 +569,12 @@ export function judgeSnapshot(snap: FdSnapshot, states?: Map<number, ProcState>)
   return judge([l, l]);
 }
 
-function startProbe(host: string, port: number, index: number, timeoutMs: number) {
+/** Where a probe connects: a TCP host and port, or a Unix socket's path. */
+type ProbeTarget = { host: string; port: number } | { path: string };
+
+function startProbe(to: ProbeTarget, index: number, timeoutMs: number) {
   const result: ProbeResult = { local: null, connected: false, echoed: false, closedByServer: false, error: null };
-  const socket = connect({ host, port });
+  const socket = connect(to);
   const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
   socket.on("error", (err: NodeJS.ErrnoException) => {
     result.error ??= err.code ?? err.message;
@@ -385,20 +582,25 @@ function startProbe(host: string, port: number, index: number, timeoutMs: number
   socket.on("end", () => {
     result.closedByServer = true;
   });
+  // An answer after the timeout is not counted: check has judged by then.
+  let inTime = true;
   const answered = new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
+    const timer = setTimeout(() => {
+      inTime = false;
+      resolve();
+    }, timeoutMs);
     const done = () => {
       clearTimeout(timer);
       resolve();
     };
     socket.once("connect", () => {
       result.connected = true;
-      const a = socket.localAddress ?? "?";
-      result.local = `${a.includes(":") ? `[${a}]` : a}:${socket.localPort}`;
+      const a = socket.localAddress;
+      if (a !== undefined) result.local = `${a.includes(":") ? `[${a}]` : a}:${socket.localPort}`;
       socket.write(`realfork check probe ${index}\n`);
     });
     socket.on("data", () => {
-      result.echoed = true;
+      if (inTime) result.echoed = true;
       done();
     });
     void closed.then(done);
@@ -426,6 +628,8 @@ export interface CheckOptions {
   probes: number;
   /** The port to probe; the root's first listener when not given. */
   port?: number;
+  /** The Unix stream socket to judge and probe, by path (Linux). */
+  unixPath?: string;
   /** How long to wait for each answer, each close, and for children to end. */
   timeoutMs: number;
   /** Between the two looks that confirm a finding. */
@@ -452,7 +656,7 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
   let exited: CheckReport["exited"] = null;
   const take = (phase: Phase): boolean => {
     if (exited) return false;
-    const l = look(root, phase);
+    const l = look(root, phase, options.unixPath);
     if (!alive(l, root)) {
       exited = { pid: root, phase };
       return false;
@@ -477,21 +681,27 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
     );
   }
   const listeners = roles(first).listeners;
+  const target =
+    options.unixPath === undefined
+      ? listeners.find((s) => s.family !== "unix" && (options.port === undefined || portOf(s.local) === options.port))
+      : listeners.find((s) => s.family === "unix");
+  if (!target) {
+    const who = `pid ${root} (${rootEntry?.command ?? "?"}) and its descendants`;
+    throw new CheckTargetError(
+      options.unixPath !== undefined
+        ? `${who} hold no listening Unix socket at ${options.unixPath}: nothing to judge`
+        : options.port !== undefined
+          ? `pid ${root} does not listen on port ${options.port}: nothing to judge`
+          : `${who} hold no listening socket: nothing to judge (a server's pid, or --port P)`,
+    );
+  }
   await sleep(settle);
   take("before");
   const probes: ProbeResult[] = [];
-  const target = listeners.find((s) => options.port === undefined || portOf(s.local) === options.port);
   if (options.probes > 0 && !exited) {
-    if (!target) {
-      throw new CheckTargetError(
-        options.port === undefined
-          ? `pid ${root} and its descendants hold no listening TCP socket to probe`
-          : `pid ${root} does not listen on port ${options.port}`,
-      );
-    }
-    const running = Array.from({ length: options.probes }, (_, i) =>
-      startProbe(probeHost(target.local), portOf(target.local), i + 1, options.timeoutMs),
-    );
+    const to: ProbeTarget =
+      target.family === "unix" ? { path: target.local } : { host: probeHost(target.local), port: portOf(target.local) };
+    const running = Array.from({ length: options.probes }, (_, i) => startProbe(to, i + 1, options.timeoutMs));
     probes.push(...running.map((p) => p.result));
     await Promise.all(running.map((p) => p.answered));
     if (take("during")) {
@@ -505,11 +715,11 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
     const ours = new Set(probes.map((p) => p.local));
     const serving = during
       ? roles(during)
-          .accepted.filter((s) => ours.has(s.remote))
+          .accepted.filter((s) => s.family === "unix" || ours.has(s.remote))
           .flatMap((s) => s.holders.map((h) => h.pid))
           .filter((p) => p !== root)
       : [];
-    const workers = new Set(findWorkers(looks)?.workers ?? []);
+    const workers = new Set(judgeHolders(looks).pool?.workers ?? []);
     const until = Date.now() + options.timeoutMs;
     while (Date.now() < until) {
       const states = processStates([...new Set(serving)]);
@@ -521,19 +731,45 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
       take("after");
     }
   }
-  if (judge(looks).findings.some((f) => f.kind === "zombie")) {
+  if (judge(looks, probes).findings.some((f) => f.kind === "zombie")) {
     // A parent under load may reap a second late; one that does not reap at all
     // still has them after this.
     await sleep(Math.max(settle, 1000));
     take(looks.at(-1)?.phase ?? "after");
   }
-  const { findings, pool } = judge(looks);
+  const { findings, pool, unaccepted } = judge(looks, probes);
   const needsProbes: FindingKind[] = [];
   if (options.probes === 0) {
     if (roles(first).children.length === 0) {
       needsProbes.push("listener-in-child", "connection-in-parent", "connection-in-sibling");
     }
     needsProbes.push("descriptor-growth");
+    if (!findings.some((f) => f.kind === "orphaned-listener")) needsProbes.push("orphaned-listener");
+  }
+  const notJudged: string[] = [];
+  const wait = `--timeout ${options.timeoutMs} ms`;
+  if (unaccepted) {
+    const u = unaccepted;
+    const who = listenerHolders(u.look)
+      .map((h) => h.pid)
+      .filter((p, i, all) => all.indexOf(p) === i)
+      .map((p) => `${p}${sleepsIn(u.look, p) ? ` asleep in ${sleepsIn(u.look, p)}` : ""}`)
+      .join("; ");
+    notJudged.push(
+      `nobody accepted ${u.probes > 0 ? `the ${plural(u.probes, "probe connection")} within ${wait}` : "the connections that wait"} (accept queue ${u.queued}): the holders of the listener (${who}) are busy or have stopped accepting`,
+    );
+  } else if (
+    probes.length > 0 &&
+    !exited &&
+    !probes.some((p) => p.echoed || p.closedByServer) &&
+    !findings.some((f) => f.kind === "orphaned-listener")
+  ) {
+    const refused = probes.find((p) => !p.connected && p.error);
+    notJudged.push(
+      refused
+        ? `no probe connected (${refused.error})`
+        : `none of the ${plural(probes.length, "probe")} was answered or closed by the server within ${wait}: what the probes left behind was not judged (a longer --timeout, or a server that answers a line)`,
+    );
   }
   return {
     platform: first.snap.platform,
@@ -545,6 +781,7 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
     pool,
     findings,
     needsProbes,
+    notJudged,
     exited,
     // A process that ended between two reads is gone, not unreadable.
     unreadable: [
@@ -580,11 +817,31 @@ function summary(report: CheckReport): string {
   return what.join(", ");
 }
 
+/** Exit status: 1 findings (or the server exited), 2 nothing judged, 0 nothing found. */
+export function checkStatus(report: CheckReport): number {
+  if (report.findings.length > 0 || report.exited) return 1;
+  return report.notJudged.length > 0 ? 2 : 0;
+}
+
 /** The report as text: one line when nothing is found. */
 export function renderCheck(report: CheckReport): string {
   const lines: string[] = [];
   const n = report.findings.length;
-  lines.push(`realfork check: ${n === 0 ? "no findings" : plural(n, "finding")} in ${summary(report)}`);
+  const verdict =
+    n > 0 ? `${plural(n, "finding")} in` : report.notJudged.length > 0 ? "could not judge" : "no findings in";
+  lines.push(`realfork check: ${verdict} ${summary(report)}`);
+  const st = report.started;
+  if (st) {
+    const ended = st.ended
+      ? st.ended.how === "exited"
+        ? `it had exited by itself (${st.ended.signal ?? `status ${st.ended.code}`})`
+        : `stopped with ${st.ended.how}${st.killed.length > 0 ? ` (SIGKILL for ${st.killed.join(", ")} after the grace period)` : ""}`
+      : "";
+    lines.push(
+      `started: ${st.command.join(" ")} (pid ${st.pid}), listening after ${st.listenedAfterMs} ms; ${ended}${st.left.length > 0 ? `; still there: ${st.left.join(", ")}` : ""}`,
+    );
+  }
+  for (const why of report.notJudged) lines.push(`not judged: ${why}`);
   if (report.exited) {
     const when = { before: "before the probes", during: "during the probes", after: "after the probes" }[
       report.exited.phase

@@ -23,6 +23,7 @@ export function holderText(holders: Holder[]): string {
 
 function describe(d: Descriptor): string {
   if (d.type === "tcp") return `${d.local} -> ${d.remote ?? "*"} ${d.state}`;
+  if (d.type === "unix" && d.local !== undefined) return `${d.local} ${d.state}`;
   return d.target;
 }
 
@@ -44,7 +45,7 @@ export function renderSnapshot(snap: FdSnapshot, options: RenderOptions = { all:
   for (const p of snap.processes) {
     const shown = options.all
       ? p.descriptors
-      : p.descriptors.filter((d) => d.fd <= 2 || d.type === "tcp" || d.type === "socket");
+      : p.descriptors.filter((d) => d.fd <= 2 || d.type === "tcp" || d.type === "socket" || d.local !== undefined);
     if (p.error) rows.push([String(p.pid), String(p.ppid), p.command, "-", "-", p.error]);
     for (const d of shown) rows.push([String(p.pid), String(p.ppid), p.command, String(d.fd), d.type, describe(d)]);
     const hidden = p.descriptors.length - shown.length;
@@ -63,7 +64,8 @@ export function renderSnapshot(snap: FdSnapshot, options: RenderOptions = { all:
   );
   lines.push(...table(rows));
   lines.push("");
-  lines.push("TCP sockets: each holder is one descriptor; REFS is the reference count");
+  const unix = snap.sockets.some((s) => s.family === "unix");
+  lines.push(`${unix ? "Sockets" : "TCP sockets"}: each holder is one descriptor; REFS is the reference count`);
   if (snap.sockets.length === 0) {
     lines.push("  (none)");
   } else {

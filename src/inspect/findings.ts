@@ -9,7 +9,9 @@ export type FindingKind =
   | "close-wait"
   | "zombie"
   | "descriptor-growth"
-  | "connection-in-sibling";
+  | "connection-in-sibling"
+  | "listener-inherited"
+  | "orphaned-listener";
 
 /** One descriptor, process or socket that shows the problem. */
 export interface Evidence {

@@ -64,11 +64,13 @@ export function pictureModel(snap: FdSnapshot, options: PictureOptions = {}): Pi
   // close the listener (both hold it): callers that know say so in `roles`.
   const roleOf = (p: ProcessEntry) => options.roles?.get(p.pid) ?? (p.pid === snap.root ? "parent" : "child");
   const processes = snap.processes.map((p) => {
-    const shown = p.descriptors.filter((d) => d.fd <= 2 || d.type === "tcp" || d.type === "socket");
+    // Named Unix sockets (fds --unix) have an address, and a box like TCP's.
+    const addressed = (d: Descriptor) => d.type === "tcp" || (d.type === "unix" && d.local !== undefined);
+    const shown = p.descriptors.filter((d) => d.fd <= 2 || addressed(d) || d.type === "socket");
     const rows: PictureRow[] = shown.map((d) => ({
       fd: d.fd,
       text: rowText(d),
-      inode: d.type === "tcp" ? d.inode : null,
+      inode: addressed(d) ? d.inode : null,
       flagged: flaggedFd(p.pid, d.fd),
     }));
     const hidden = p.descriptors.length - shown.length;
@@ -85,10 +87,11 @@ export function pictureModel(snap: FdSnapshot, options: PictureOptions = {}): Pi
   });
   const sockets = snap.sockets.map((s) => ({ socket: s, flagged: evidence.some((e) => e.inode === s.inode) }));
   const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+  const unix = snap.sockets.some((s) => s.family === "unix");
   return {
     title:
       options.title ??
-      `realfork fds ${snap.root}: ${count(processes.length, "process", "processes")}, ${count(sockets.length, "TCP socket", "TCP sockets")}`,
+      `realfork fds ${snap.root}: ${count(processes.length, "process", "processes")}, ${unix ? count(sockets.length, "socket", "sockets") : count(sockets.length, "TCP socket", "TCP sockets")}`,
     caption: options.caption ?? "",
     processes,
     sockets,
@@ -105,6 +108,7 @@ function rowWords(d: Descriptor): string {
   if (d.fd <= 2 && d.type !== "tcp")
     return `${STDIO[d.fd]} ${d.type === "file" || d.type === "tty" ? d.target : d.type}`;
   if (d.type === "tcp") return `tcp ${d.state ?? ""}`;
+  if (d.type === "unix" && d.local !== undefined) return `unix ${d.state ?? ""}`;
   return d.target;
 }
 

@@ -5,7 +5,7 @@
 // sleeps in, so a prefork worker is known there only by outliving its
 // connections.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 
 export interface ProcState {
   pid: number;
@@ -20,12 +20,143 @@ export interface ProcState {
    * otherwise, or where the OS does not tell.
    */
   blockedInAccept: { fd: number | null } | null;
+  /** What each thread sleeps in (Linux; empty where unknown). */
+  waits: ThreadWait[];
+  /** The program it runs (Linux /proc/PID/exe), or null where unknown. */
+  exe: string | null;
+  /** Its arguments (Linux /proc/PID/cmdline, NULs as spaces), or null where unknown. */
+  cmdline: string | null;
+}
+
+/** The system call a thread sleeps in, as far as check needs to know it. */
+export interface ThreadWait {
+  /**
+   * "accept" (accept, accept4), "poll" (poll, ppoll, select, pselect6),
+   * "epoll" (epoll_wait, epoll_pwait, epoll_pwait2), "lock" (futex, semop,
+   * flock, fcntl: a pool's accept mutex), "running", or the call's name
+   * ("read", "wait4", "clock_nanosleep"...; "syscall N" when not named here).
+   */
+  call: string;
+  /** accept: the descriptor; epoll: the descriptors in its set (fdinfo); null otherwise or unreadable. */
+  fds: number[] | null;
 }
 
 const isLinux = process.platform === "linux";
 
 // accept and accept4, by architecture (asm/unistd.h).
 const ACCEPT_CALLS: Record<string, number[]> = { x64: [43, 288], arm64: [202, 242], arm: [285, 366], ia32: [] };
+
+// The calls a server's threads sleep in, by number (asm/unistd.h), for x64 and arm64.
+const CALL_NAMES: Record<string, Record<number, string>> = {
+  x64: {
+    0: "read",
+    7: "poll",
+    23: "select",
+    270: "pselect6",
+    271: "ppoll",
+    232: "epoll_wait",
+    281: "epoll_pwait",
+    441: "epoll_pwait2",
+    202: "futex",
+    65: "semop",
+    220: "semtimedop",
+    73: "flock",
+    72: "fcntl",
+    61: "wait4",
+    247: "waitid",
+    35: "nanosleep",
+    230: "clock_nanosleep",
+    34: "pause",
+    130: "rt_sigsuspend",
+    45: "recvfrom",
+    47: "recvmsg",
+    1: "write",
+    44: "sendto",
+    22: "pipe",
+    43: "accept",
+    288: "accept4",
+  },
+  arm64: {
+    63: "read",
+    73: "ppoll",
+    72: "pselect6",
+    22: "epoll_pwait",
+    441: "epoll_pwait2",
+    98: "futex",
+    193: "semop",
+    192: "semtimedop",
+    32: "flock",
+    25: "fcntl",
+    260: "wait4",
+    95: "waitid",
+    101: "nanosleep",
+    115: "clock_nanosleep",
+    133: "rt_sigsuspend",
+    207: "recvfrom",
+    212: "recvmsg",
+    64: "write",
+    202: "accept",
+    242: "accept4",
+  },
+};
+const KINDS: Record<string, string> = {
+  accept: "accept",
+  accept4: "accept",
+  poll: "poll",
+  ppoll: "poll",
+  select: "poll",
+  pselect6: "poll",
+  epoll_wait: "epoll",
+  epoll_pwait: "epoll",
+  epoll_pwait2: "epoll",
+  futex: "lock",
+  semop: "lock",
+  semtimedop: "lock",
+  flock: "lock",
+  fcntl: "lock",
+};
+
+/** The descriptors in an epoll set, from /proc/PID/fdinfo/EPFD ("tfd: N events: ..."). */
+function epollTargets(pid: number, epfd: number): number[] | null {
+  const info = read(`/proc/${pid}/fdinfo/${epfd}`);
+  return info === null ? null : [...info.matchAll(/^tfd:\s+(\d+)/gm)].map((m) => Number(m[1]));
+}
+
+/** What one thread sleeps in, from /proc/PID/task/TID/syscall ("NR arg0 ... sp pc", "running", "-1 sp pc"). */
+function threadWait(pid: number, fields: string[]): ThreadWait | null {
+  if (fields[0] === "running") return { call: "running", fds: null };
+  const nr = Number(fields[0]);
+  if (!Number.isInteger(nr) || nr < 0) return null;
+  const name =
+    CALL_NAMES[process.arch]?.[nr] ?? (ACCEPT_CALLS[process.arch]?.includes(nr) ? "accept" : `syscall ${nr}`);
+  const call = KINDS[name] ?? name;
+  const arg0 = Number.parseInt(fields[1] ?? "", 16);
+  if (call === "accept") return { call, fds: [arg0] };
+  if (call === "epoll") return { call, fds: epollTargets(pid, arg0) };
+  return { call, fds: null };
+}
+
+function threadWaits(pid: number): ThreadWait[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  return tids.flatMap((tid) => {
+    const fields = read(`/proc/${pid}/task/${tid}/syscall`)?.trim().split(" ");
+    const w = fields ? threadWait(pid, fields) : null;
+    return w ? [w] : [];
+  });
+}
+
+function exeOf(pid: number): string | null {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return null;
+  }
+}
 
 let ticksPerSecond: number | null = null;
 function clockTicks(): number {
@@ -74,7 +205,19 @@ function linuxState(pid: number, uptime: number): ProcState | null {
   } else if (call === undefined && read(`/proc/${pid}/wchan`)?.trim() === "inet_csk_accept") {
     blockedInAccept = { fd: null };
   }
-  return { pid, state, ageSeconds, blockedInAccept };
+  const waits = threadWaits(pid);
+  // A thread other than the first may be the one in accept() (a pool of threads per process).
+  const accepting = waits.find((w) => w.call === "accept");
+  if (blockedInAccept === null && accepting) blockedInAccept = { fd: accepting.fds?.[0] ?? null };
+  return {
+    pid,
+    state,
+    ageSeconds,
+    blockedInAccept,
+    waits,
+    exe: exeOf(pid),
+    cmdline: read(`/proc/${pid}/cmdline`)?.replace(/\0+$/, "").replaceAll("\0", " ") ?? null,
+  };
 }
 
 function psElapsed(text: string): number | null {
@@ -111,6 +254,9 @@ export function processStates(pids: number[]): Map<number, ProcState> {
         state: (m[2] ?? "?").slice(0, 1),
         ageSeconds: psElapsed(m[3] ?? ""),
         blockedInAccept: null,
+        waits: [],
+        exe: null,
+        cmdline: null,
       });
     }
   }

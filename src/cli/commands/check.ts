@@ -1,12 +1,15 @@
 import { parseArgs } from "node:util";
-import { CheckTargetError, checkServer, renderCheck } from "../../inspect/check.js";
+import { type CheckReport, CheckTargetError, checkServer, checkStatus, renderCheck } from "../../inspect/check.js";
 import { tcpSockets } from "../../inspect/fdtable/linux.js";
-import { listenerOwner, processExists } from "../../inspect/fdtable.js";
+import { listenerOwner, processExists, unixListenerOwner } from "../../inspect/fdtable.js";
+import { StartedServer } from "../../inspect/started-server.js";
 import { warn, writeAll } from "../../lib/output.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const CHECK_USAGE = `Usage: realfork check <pid> [options]
        realfork check --port <port> [options]
+       realfork check --unix <path> [options]
+       realfork check [options] -- <command> [args...]
 
 Finds the descriptor mistakes of a forking server in the kernel's tables: the
 process (or the one listening on --port) and its descendants, in any
@@ -19,6 +22,10 @@ inode, state, peer) and the fix in the C material's terms:
   close-wait             a socket whose client closed, which nobody closes
   zombie                 a child that exited and was not reaped
   descriptor-growth      the acceptor holds more descriptors after the probes
+  listener-inherited     a process holds the listener and never accepts on it
+                         (a helper started without close-on-exec)
+  orphaned-listener      nobody accepts: the server is gone, a child it forked
+                         keeps the port, connections wait in the backlog
 
 A finding counts only when two looks in a row show it (--settle apart): a
 correct server passes through most of these for an instant.
@@ -38,10 +45,23 @@ per-connection child holds the listener without its connection only between
 its close() and its exit; with --probe this is a worker that outlived the
 probes it served). Once one worker is seen, every child holding the listener
 is taken for one. macOS (libproc) does not say which call a process sleeps
-in, so only the second rule applies there.
+in, so only the second rule applies there. A holder of the listener that
+holds no connection at two looks, and runs another program than the server
+(exec'd with the descriptor open) or sleeps in something else than accept(),
+poll() or epoll (read(), sleep()...), never accepts: listener-inherited.
+
+Probes nobody answers are not a pass: when none is answered or closed
+within --timeout, or they wait in the backlog with nobody accepting, check
+says so and, with no finding, exits 2.
+
+With -- <command>, check starts the server itself (for CI): it waits up to
+--timeout for the command or a descendant to listen (TCP, or Unix), checks
+it, then stops it: SIGTERM to every process it started, SIGKILL to what is
+left after --timeout. Nothing it started outlives the check.
 
 Options
   --port P         the server listening on TCP port P (and the port to probe)
+  --unix PATH      the server listening on the Unix stream socket PATH (Linux)
   --probe N        make N probe connections (default 0, at most 64)
   --timeout MS     the longest wait for each answer and each close (default 2000)
   --settle MS      time between two confirming looks (default 300)
@@ -49,16 +69,21 @@ Options
   -h, --help       this text
 
 Exit status: 0 nothing found; 1 findings, or the server exited during the
-check (reported); 2 wrong usage, no such process or port, or not permitted
-to read its descriptors.
+check (reported); 2 wrong usage, no such process, port or socket, nothing
+to judge (no listener, probes nobody answered), not permitted to read its
+descriptors, or a <command> that exited or never listened (with the end of
+its stderr).
 
 Examples
   $ realfork check 4242
   $ realfork check --port 9190 --probe 3
-  $ realfork check --port 9190 --probe 3 --json | jq '.findings[] | {kind, evidence}'`;
+  $ realfork check --port 9190 --probe 3 --json | jq '.findings[] | {kind, evidence}'
+  $ realfork check --unix /run/app.sock --probe 3
+  $ realfork check --probe 5 -- python3 server.py 9000`;
 
 const options = {
   port: { type: "string" },
+  unix: { type: "string" },
   probe: { type: "string" },
   timeout: { type: "string" },
   settle: { type: "string" },
@@ -66,8 +91,13 @@ const options = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-function target(port: number | undefined, pidText: string | undefined): number {
-  if (port !== undefined) {
+function target(port: number | undefined, unixPath: string | undefined, pidText: string | undefined): number {
+  if (unixPath !== undefined && pidText === undefined) {
+    const owner = unixListenerOwner(unixPath);
+    if (owner !== null) return owner;
+    throw new CheckTargetError(`nothing listens on the Unix socket ${unixPath} (or its owner is not readable)`);
+  }
+  if (port !== undefined && pidText === undefined) {
     const owner = listenerOwner(port);
     if (owner !== null) return owner;
     const listened =
@@ -85,24 +115,44 @@ function target(port: number | undefined, pidText: string | undefined): number {
 }
 
 export async function checkCommand(argv: string[]): Promise<void> {
+  // Everything after "--" is the command to start, never check's options.
+  const dash = argv.indexOf("--");
+  const command = dash < 0 ? null : argv.slice(dash + 1);
   const { values, positionals: pos } = parse(CHECK_USAGE, () =>
-    parseArgs({ args: argv, options, allowPositionals: true, strict: true }),
+    parseArgs({ args: dash < 0 ? argv : argv.slice(0, dash), options, allowPositionals: true, strict: true }),
   );
   if (values.help) {
     process.stdout.write(`${CHECK_USAGE}\n`);
     return;
   }
-  const [pidText] = positionals(pos, values.port === undefined ? ["pid"] : [], CHECK_USAGE);
+  if (command !== null && command.length === 0) throw new UsageError("missing <command> after --", CHECK_USAGE);
+  if (values.port !== undefined && values.unix !== undefined) {
+    throw new UsageError("choose one of --port and --unix", CHECK_USAGE);
+  }
+  if (values.unix !== undefined && process.platform !== "linux") {
+    throw new UsageError("--unix reads /proc/net/unix: Linux only", CHECK_USAGE);
+  }
+  if (values.unix === "") throw new UsageError("--unix needs a path", CHECK_USAGE);
+  const named = values.port === undefined && values.unix === undefined && command === null;
+  const [pidText] = positionals(pos, named ? ["pid"] : [], CHECK_USAGE);
   if (pidText !== undefined && (!/^\d+$/.test(pidText) || Number(pidText) < 1)) {
     throw new UsageError(`<pid> must be a process id, not '${pidText}'`, CHECK_USAGE);
   }
   const port = values.port === undefined ? undefined : portArg(values.port, 1, CHECK_USAGE);
+  const unixPath = values.unix;
   const probes = intOption("--probe", values.probe, 0, 0, 64, CHECK_USAGE);
   const timeoutMs = intOption("--timeout", values.timeout, 2000, 1, 600_000, CHECK_USAGE);
   const settleMs = intOption("--settle", values.settle, 300, 1, 60_000, CHECK_USAGE);
-  let report: Awaited<ReturnType<typeof checkServer>>;
+  const run = (pid: number, unix = unixPath) => checkServer(pid, { probes, port, unixPath: unix, timeoutMs, settleMs });
+  let report: CheckReport;
   try {
-    report = await checkServer(target(port, pidText), { probes, port, timeoutMs, settleMs });
+    if (command !== null) {
+      const started = await checkStarted(command, { port, unixPath }, timeoutMs, run);
+      if (started === null) return;
+      report = started;
+    } else {
+      report = await run(target(port, unixPath, pidText));
+    }
   } catch (err) {
     if (!(err instanceof CheckTargetError)) throw err;
     warn(`realfork check: ${err.message}`);
@@ -110,5 +160,62 @@ export async function checkCommand(argv: string[]): Promise<void> {
     return;
   }
   writeAll(1, values.json ? `${JSON.stringify(report, null, 2)}\n` : renderCheck(report));
-  process.exitCode = report.findings.length > 0 || report.exited ? 1 : 0;
+  process.exitCode = checkStatus(report);
+}
+
+/**
+ * Starts `command`, waits for it (or a descendant) to listen, checks it and
+ * stops it, leaving nothing running; null (exit 2, said on stderr) when it
+ * exits or never listens.
+ */
+async function checkStarted(
+  command: string[],
+  want: { port?: number | undefined; unixPath?: string | undefined },
+  timeoutMs: number,
+  run: (pid: number, unixPath?: string) => Promise<CheckReport>,
+): Promise<CheckReport | null> {
+  const server = new StartedServer(command);
+  const shown = command.join(" ");
+  // Stopped by a signal, check ends what it started first, then ends the same way.
+  const onSignal = (signal: NodeJS.Signals) => {
+    void server.stop(Math.min(timeoutMs, 2000)).then(() => process.kill(process.pid, signal));
+  };
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const s of signals) process.once(s, onSignal);
+  try {
+    const listener = await server.waitListening(
+      {
+        ...(want.port === undefined ? {} : { port: want.port }),
+        ...(want.unixPath === undefined ? {} : { unixPath: want.unixPath }),
+      },
+      timeoutMs,
+    );
+    let report: CheckReport | null = null;
+    let failure: string | null = null;
+    if (listener === null) {
+      const what = want.unixPath ?? (want.port === undefined ? "a TCP port or a Unix socket" : `TCP port ${want.port}`);
+      failure = server.exitText
+        ? `'${shown}' ${server.exitText} before it listened`
+        : `'${shown}' did not listen on ${what} within --timeout ${timeoutMs} ms`;
+    } else {
+      try {
+        report = await run(listener.pid, listener.unix ? listener.local : want.unixPath);
+      } catch (err) {
+        if (!(err instanceof CheckTargetError)) throw err;
+        failure = err.message;
+      }
+    }
+    const started = await server.stop(timeoutMs);
+    if (report) return { ...report, started };
+    const tail = started.stderrTail.trimEnd().split("\n").slice(-10);
+    const stderr =
+      tail.join("") === ""
+        ? " (its stderr was empty)"
+        : `; the end of its stderr:\n${tail.map((l) => `  | ${l}`).join("\n")}`;
+    warn(`realfork check: ${failure}${stderr}`);
+    process.exitCode = 2;
+    return null;
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+  }
 }

@@ -1,14 +1,15 @@
 import { parseArgs } from "node:util";
 import { judgeSnapshot } from "../../inspect/check.js";
 import { renderDot } from "../../inspect/dot.js";
-import { type FdSnapshot, listenerOwner, processExists, snapshot } from "../../inspect/fdtable.js";
+import { type FdSnapshot, listenerOwner, processExists, snapshot, unixListenerOwner } from "../../inspect/fdtable.js";
 import { renderSnapshot } from "../../inspect/fdview.js";
 import { type PictureModel, pictureModel, renderSvg } from "../../inspect/picture.js";
-import { writeAll } from "../../lib/output.js";
+import { warn, writeAll } from "../../lib/output.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const FDS_USAGE = `Usage: realfork fds <pid> [options]
        realfork fds --port <port> [options]
+       realfork fds --unix <path> [options]
 
 Shows a process and its descendants, every descriptor each holds, and each
 TCP socket with its holders (pid:fd): the number of holders is the socket's
@@ -18,6 +19,8 @@ fork()) are marked (Linux: kcmp; not available on macOS).
 
 Options
   --port P          start from the process that listens on TCP port P
+  --unix PATH       start from the process that listens on the Unix stream socket
+                    PATH, and show the sockets bound to PATH with their holders (Linux)
   --json            machine-readable output (schema: docs/fds-json.md)
   --watch           redraw when anything changes (Ctrl-C ends)
   --interval MS     how often --watch looks (default 250)
@@ -29,6 +32,9 @@ Options
   --dot             the same picture as Graphviz DOT (render with: dot -Tpng)
   -h, --help        this text
 
+Exit status: 0 shown; 1 a system call failed; 2 wrong usage, or no such
+process, port or socket.
+
 Examples
   $ realfork fds 4242
   $ realfork fds --port 9190 --watch
@@ -38,6 +44,7 @@ Examples
 
 const options = {
   port: { type: "string" },
+  unix: { type: "string" },
   json: { type: "boolean" },
   watch: { type: "boolean" },
   interval: { type: "string" },
@@ -62,7 +69,18 @@ export async function fdsCommand(argv: string[]): Promise<void> {
   if (values.watch && (values.svg || values.dot))
     throw new UsageError("--watch redraws text; a picture is one snapshot (leave out --watch)", FDS_USAGE);
   let target: () => number;
-  if (values.port !== undefined) {
+  const unixPath = values.unix;
+  if (unixPath !== undefined) {
+    if (values.port !== undefined) throw new UsageError("choose one of --port and --unix", FDS_USAGE);
+    if (process.platform !== "linux") throw new UsageError("--unix reads /proc/net/unix: Linux only", FDS_USAGE);
+    positionals(pos, [], FDS_USAGE);
+    target = () => {
+      const owner = unixListenerOwner(unixPath);
+      if (owner === null)
+        throw new NotFoundError(`nothing listens on the Unix socket ${unixPath} (or its owner is not readable)`);
+      return owner;
+    };
+  } else if (values.port !== undefined) {
     positionals(pos, [], FDS_USAGE);
     const port = portArg(values.port, 1, FDS_USAGE);
     target = () => {
@@ -83,18 +101,25 @@ export async function fdsCommand(argv: string[]): Promise<void> {
     };
   }
   const render = () => {
-    const snap = snapshot(target());
+    const snap = snapshot(target(), unixPath === undefined ? {} : { unixPath });
     if (values.svg || values.dot) {
       const model = pictureOf(snap);
       return values.svg ? renderSvg(model) : renderDot(model);
     }
     return values.json ? `${JSON.stringify(snap, null, 2)}\n` : renderSnapshot(snap, { all: !values.sockets });
   };
-  if (!values.watch) {
-    writeAll(1, render());
-    return;
+  try {
+    if (!values.watch) {
+      writeAll(1, render());
+      return;
+    }
+    await watch(render, intOption("--interval", values.interval, 250, 20, 60_000, FDS_USAGE), !values.json);
+  } catch (err) {
+    // No such process or port: exit 2, as for check (README, "Commands").
+    if (!(err instanceof NotFoundError)) throw err;
+    warn(`realfork fds: ${err.message}`);
+    process.exitCode = 2;
   }
-  await watch(render, intOption("--interval", values.interval, 250, 20, 60_000, FDS_USAGE), !values.json);
 }
 
 /**

@@ -25,6 +25,8 @@ export interface TcpSocket {
   remote: string | null;
   state: string;
   localPort: number;
+  /** LISTEN: connections the kernel completed that wait in the accept queue. */
+  queued?: number;
 }
 
 /** /proc/net/tcp prints each 32-bit word of the address in host (little-endian) order. */
@@ -76,13 +78,17 @@ export function tcpSockets(pid: number | "self" = "self"): Map<number, TcpSocket
       if (!inode) continue; // TIME_WAIT and the like belong to no descriptor
       const local = endpoint(f[1] ?? "", v6);
       const remote = endpoint(f[2] ?? "", v6);
-      table.set(inode, {
+      const state = TCP_STATES[f[3] ?? ""] ?? `0x${f[3]}`;
+      const socket: TcpSocket = {
         inode,
         local: local.text,
         remote: remote.zero ? null : remote.text,
-        state: TCP_STATES[f[3] ?? ""] ?? `0x${f[3]}`,
+        state,
         localPort: local.port,
-      });
+      };
+      // A listener's rx_queue is its accept queue's length.
+      if (state === "LISTEN") socket.queued = Number.parseInt(f[4]?.split(":")[1] ?? "0", 16);
+      table.set(inode, socket);
     }
   }
   return table;
@@ -136,18 +142,54 @@ function classify(target: string): { type: DescriptorType; inode: number | null 
   return { type: "other", inode: null };
 }
 
-function unixInodes(pid: number): Set<number> {
-  const set = new Set<number>();
-  try {
-    for (const line of readFileSync(`/proc/${pid}/net/unix`, "utf8").split("\n").slice(1)) {
-      const inode = Number(line.trim().split(/\s+/)[6]);
-      if (inode) set.add(inode);
-    }
-  } catch {}
-  return set;
+export interface UnixSocket {
+  inode: number;
+  /** The path it is bound to (a listener's, which its accepted sockets share); "@name" when abstract. */
+  path: string;
+  /** "LISTEN", "CONNECTED", "CONNECTING", "UNCONNECTED" (stream and seqpacket sockets only). */
+  state: string;
+  /** LISTEN: connections waiting to be accepted (the kernel lists them with inode 0). */
+  queued?: number;
 }
 
-export function readProcess(pid: number, ppid: number, command: string, tcp: Map<number, TcpSocket>): ProcessEntry {
+const UNIX_STATES: Record<string, string> = { "01": "UNCONNECTED", "02": "CONNECTING", "03": "CONNECTED" };
+
+/** The named Unix stream sockets in the network namespace of `pid`, by inode; every Unix inode in `all`. */
+export function unixSockets(pid: number | "self" = "self"): { named: Map<number, UnixSocket>; all: Set<number> } {
+  const named = new Map<number, UnixSocket>();
+  const all = new Set<number>();
+  const waiting = new Map<string, number>();
+  let text = "";
+  try {
+    text = readFileSync(`/proc/${pid}/net/unix`, "utf8");
+  } catch {}
+  // Num RefCount Protocol Flags Type St Inode [Path]
+  for (const line of text.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    const inode = Number(f[6]);
+    if (inode) all.add(inode);
+    const path = f.slice(7).join(" ");
+    if (path === "" || (f[4] !== "0001" && f[4] !== "0005")) continue;
+    // __SO_ACCEPTCON in Flags: listening.
+    const listening = (Number.parseInt(f[3] ?? "0", 16) & 0x10000) !== 0;
+    if (!inode) {
+      if (f[5] === "02") waiting.set(path, (waiting.get(path) ?? 0) + 1);
+      continue;
+    }
+    named.set(inode, { inode, path, state: listening ? "LISTEN" : (UNIX_STATES[f[5] ?? ""] ?? `0x${f[5]}`) });
+  }
+  for (const s of named.values()) if (s.state === "LISTEN") s.queued = waiting.get(s.path) ?? 0;
+  return { named, all };
+}
+
+/** `unix`: the named Unix sockets to report with their path and state (the others are only typed "unix"). */
+export function readProcess(
+  pid: number,
+  ppid: number,
+  command: string,
+  tcp: Map<number, TcpSocket>,
+  unix: Map<number, UnixSocket> = new Map(),
+): ProcessEntry {
   const entry: ProcessEntry = { pid, ppid, command, descriptors: [] };
   let names: string[];
   try {
@@ -160,7 +202,7 @@ export function readProcess(pid: number, ppid: number, command: string, tcp: Map
         : `cannot read /proc/${pid}/fd: ${code}`;
     return entry;
   }
-  const unix = unixInodes(pid);
+  const unixInodes = unixSockets(pid).all;
   for (const name of names) {
     const fd = Number(name);
     let target: string;
@@ -174,7 +216,11 @@ export function readProcess(pid: number, ppid: number, command: string, tcp: Map
     if (type === "socket" && inode !== null) {
       const t = tcp.get(inode);
       if (t) Object.assign(d, { type: "tcp", local: t.local, remote: t.remote, state: t.state });
-      else if (unix.has(inode)) d.type = "unix";
+      else if (unixInodes.has(inode)) {
+        d.type = "unix";
+        const u = unix.get(inode);
+        if (u) Object.assign(d, { local: u.path, remote: null, state: u.state });
+      }
     }
     entry.descriptors.push(d);
   }

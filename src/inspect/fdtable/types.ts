@@ -19,7 +19,7 @@ export interface Descriptor {
   target: string;
   /** Kernel object id: the socket or pipe inode on Linux, the socket/pipe address on macOS. */
   inode: number | null;
-  /** TCP only. */
+  /** TCP, and the Unix sockets asked for by path (local is the path, remote null). */
   local?: string;
   remote?: string | null;
   state?: string;
@@ -40,6 +40,8 @@ export interface Holder {
 }
 
 export interface SocketEntry {
+  /** "unix" for a Unix stream socket (local is its path); TCP otherwise. */
+  family?: "unix";
   inode: number;
   local: string;
   remote: string | null;
@@ -51,6 +53,8 @@ export interface SocketEntry {
    * inherited through fork() share one). null where the OS cannot tell.
    */
   descriptions: Holder[][] | null;
+  /** A listener's accept queue: connections that wait for an accept() (Linux). */
+  queued?: number;
 }
 
 export interface FdSnapshot {
