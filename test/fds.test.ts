@@ -155,8 +155,11 @@ describe("realfork fds", () => {
   });
 
   it.each([
-    [["999999999"], 1, "realfork: no process 999999999"],
-    [["--port", "1"], 1, "realfork: nothing listens on TCP port 1"],
+    // No such process or port: 2, as for check (README, "Commands").
+    [["999999999"], 2, "realfork fds: no process 999999999"],
+    [["--port", "1"], 2, "realfork fds: nothing listens on TCP port 1"],
+    [["--unix", "/nonexistent/realfork.sock"], 2, "realfork fds: nothing listens on the Unix socket /nonexistent"],
+    [["--unix", "/tmp/x.sock", "--port", "1"], 2, "choose one of --port and --unix"],
     [[], 2, "missing <pid>"],
     [["abc"], 2, "<pid> must be a process id, not 'abc'"],
     [["1", "--bogus"], 2, "Unknown option '--bogus'"],

@@ -198,16 +198,16 @@ function judgeHolders(looks: Look[]): { pool: Judgement["pool"]; inherited: Inhe
   }
   const inherited: Inherited[] = [];
   for (const [pid, seen] of idleLooks) {
-    if (workers.has(pid)) continue;
     const last = seen.at(-1) as Look;
     const program = (l: Look, p: number) => l.states.get(p)?.exe ?? l.snap.processes.find((x) => x.pid === p)?.command;
     const root = last.snap.root;
     const sameExe = program(last, pid) === program(last, root);
     const elsewhere = seen.every((l) => asleepElsewhere(l, pid));
     if (!elsewhere && (sameExe || served.has(pid))) {
-      workers.set(pid, new Set(["held the listener and no connection at two looks"]));
+      workers.set(pid, (workers.get(pid) ?? new Set()).add("held the listener and no connection at two looks"));
       continue;
     }
+    if (workers.has(pid)) continue;
     const args = (p: number) => last.states.get(p)?.cmdline;
     inherited.push({ pid, execd: !sameExe || args(pid) !== args(root), look: last });
   }
@@ -509,7 +509,12 @@ function words(item: Item, looks: Look[]): Finding {
  * only from the last two looks. The descriptor-growth judgement needs looks
  * before and after probes.
  */
-export function judge(looks: Look[], probes: ProbeResult[] = []): Judgement {
+export function judge(all: Look[], probes: ProbeResult[] = []): Judgement {
+  // Probes nobody answered or closed within the timeout leave their
+  // connections wherever they were: the looks during and after them are not
+  // judged (a slow server and a leaky one look alike then), only whether anyone accepts.
+  const answered = probes.length === 0 || probes.some((p) => p.echoed || p.closedByServer);
+  const looks = answered ? all : all.filter((l) => l.phase === "before");
   const { pool, inherited } = judgeHolders(looks);
   const forks = looks.some((l) => l.snap.processes.length > 1);
   const items: Item[] = [];
@@ -532,7 +537,7 @@ export function judge(looks: Look[], probes: ProbeResult[] = []): Judgement {
       inherited: h,
     });
   }
-  const nobody = unaccepted(looks, probes);
+  const nobody = unaccepted(all, probes);
   const orphan = orphaned(nobody);
   if (orphan) items.push(orphan);
   // One finding per kind and process: evidence from every phase, the latest state of each socket.
@@ -768,7 +773,7 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
     notJudged.push(
       refused
         ? `no probe connected (${refused.error})`
-        : `none of the ${plural(probes.length, "probe")} was answered or closed by the server within ${wait}: what the probes left behind was not judged (a longer --timeout, or a server that answers a line)`,
+        : `none of the ${plural(probes.length, "probe")} was answered or closed by the server within ${wait}, so what they left behind was not judged, only the looks before them (a longer --timeout, or a server that answers a line)`,
     );
   }
   return {
