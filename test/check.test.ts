@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -499,6 +499,11 @@ describe("realfork check --unix PATH", () => {
     const [child] = (await childrenOf(server.pid, 1)) as [number];
     const live = await checkJson(["--unix", path]);
     expect(live.code).toBe(1);
+    // The picture shows the socket by its path, the child's copy of the listener in red.
+    const svg = spawnTracked(cli, ["fds", "--unix", path, "--svg"]);
+    expect((await svg.exited()).code).toBe(0);
+    expect(svg.stdout()).toContain(`${path} -&gt; *`);
+    expect(svg.stdout()).toContain(`fill="#d01c1c" font-weight="bold" xml:space="preserve">fd 3   unix LISTEN`);
     expect(kinds(live.report)).toEqual(["listener-in-child"]);
     expect(finding(live.report, "listener-in-child")?.evidence).toEqual([
       expect.objectContaining({ pid: child, local: path, state: "LISTEN" }),
@@ -611,6 +616,28 @@ describe("realfork check -- COMMAND", () => {
       );
     expect(m, r.stderr).not.toBeNull();
     expect(gone(Number(m?.[1]))).toBe(true);
+  });
+
+  it("stopped by SIGTERM while it waits, check ends what it started, then ends by that signal", async () => {
+    const pidFile = socketPath("pid");
+    const p = spawnTracked(cli, [
+      "check",
+      "--timeout",
+      "60000",
+      "--",
+      "sh",
+      "-c",
+      `echo $$ > ${pidFile}; exec sleep 60`,
+    ]);
+    let started = 0;
+    for (let i = 0; i < 200 && !started; i++) {
+      await sleep(50);
+      started = Number(existsSync(pidFile) ? readFileSync(pidFile, "utf8") : 0);
+    }
+    expect(started).toBeGreaterThan(0);
+    p.child.kill("SIGTERM");
+    expect(await p.exited()).toEqual({ code: null, signal: "SIGTERM" });
+    expect(gone(started)).toBe(true);
   });
 
   it("is a usage error without a command after --", async () => {

@@ -28,8 +28,8 @@ export interface StartedReport {
 }
 
 export interface ListenWanted {
-  port?: number;
-  unixPath?: string;
+  port?: number | undefined;
+  unixPath?: string | undefined;
 }
 
 const TAIL = 4000;

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { type CheckReport, CheckTargetError, checkServer, checkStatus, renderCheck } from "../../inspect/check.js";
 import { tcpSockets } from "../../inspect/fdtable/linux.js";
 import { listenerOwner, processExists, unixListenerOwner } from "../../inspect/fdtable.js";
-import { StartedServer } from "../../inspect/started-server.js";
+import { type ListenWanted, type StartedReport, StartedServer } from "../../inspect/started-server.js";
 import { warn, writeAll } from "../../lib/output.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
@@ -170,7 +170,7 @@ export async function checkCommand(argv: string[]): Promise<void> {
  */
 async function checkStarted(
   command: string[],
-  want: { port?: number | undefined; unixPath?: string | undefined },
+  want: ListenWanted,
   timeoutMs: number,
   run: (pid: number, unixPath?: string) => Promise<CheckReport>,
 ): Promise<CheckReport | null> {
@@ -182,16 +182,11 @@ async function checkStarted(
   };
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   for (const s of signals) process.once(s, onSignal);
+  let report: CheckReport | null = null;
+  let failure = "";
+  let started: StartedReport;
   try {
-    const listener = await server.waitListening(
-      {
-        ...(want.port === undefined ? {} : { port: want.port }),
-        ...(want.unixPath === undefined ? {} : { unixPath: want.unixPath }),
-      },
-      timeoutMs,
-    );
-    let report: CheckReport | null = null;
-    let failure: string | null = null;
+    const listener = await server.waitListening(want, timeoutMs);
     if (listener === null) {
       const what = want.unixPath ?? (want.port === undefined ? "a TCP port or a Unix socket" : `TCP port ${want.port}`);
       failure = server.exitText
@@ -205,17 +200,18 @@ async function checkStarted(
         failure = err.message;
       }
     }
-    const started = await server.stop(timeoutMs);
-    if (report) return { ...report, started };
-    const tail = started.stderrTail.trimEnd().split("\n").slice(-10);
-    const stderr =
-      tail.join("") === ""
-        ? " (its stderr was empty)"
-        : `; the end of its stderr:\n${tail.map((l) => `  | ${l}`).join("\n")}`;
-    warn(`realfork check: ${failure}${stderr}`);
-    process.exitCode = 2;
-    return null;
   } finally {
+    // Whatever happened, nothing it started is left running.
+    started = await server.stop(timeoutMs);
     for (const s of signals) process.off(s, onSignal);
   }
+  if (report) return { ...report, started };
+  const tail = started.stderrTail.trimEnd().split("\n").slice(-10);
+  const stderr =
+    tail.join("") === ""
+      ? " (its stderr was empty)"
+      : `; the end of its stderr:\n${tail.map((l) => `  | ${l}`).join("\n")}`;
+  warn(`realfork check: ${failure}${stderr}`);
+  process.exitCode = 2;
+  return null;
 }
