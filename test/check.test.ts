@@ -607,6 +607,14 @@ describe("realfork check -- COMMAND", () => {
     );
   });
 
+  it("a command that cannot be started: exit 2 with the reason", async () => {
+    const r = await check(["--", "/nonexistent/realfork-server", "9000"]);
+    expect(r).toMatchObject({ code: 2, stdout: "" });
+    expect(r.stderr).toBe(
+      "realfork check: '/nonexistent/realfork-server 9000' could not be started (spawn /nonexistent/realfork-server ENOENT)\n",
+    );
+  });
+
   it("a command that never listens: exit 2 after --timeout, its stderr shown, and it is stopped", async () => {
     const r = await check(["--timeout", "500", "--", "sh", "-c", "echo pid $$ >&2; exec sleep 60"]);
     expect(r.code).toBe(2);

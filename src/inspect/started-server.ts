@@ -49,6 +49,8 @@ export class StartedServer {
   private exit: { code: number | null; signal: string | null } | null = null;
   private readonly exited: Promise<void>;
   private stderr = "";
+  /** Why it could not be started ("spawn ./server ENOENT"), if it could not. */
+  spawnError: string | null = null;
 
   constructor(command: string[]) {
     const [file = "", ...args] = command;
@@ -71,8 +73,7 @@ export class StartedServer {
     });
     this.exited = new Promise((resolve) => {
       this.child.once("error", (err) => {
-        this.stderr = `${err.message}\n`;
-        this.report.stderrTail = this.stderr;
+        this.spawnError = err.message;
         this.exit ??= { code: null, signal: null };
         resolve();
       });
@@ -83,11 +84,12 @@ export class StartedServer {
     });
   }
 
-  /** How it ended, in words ("exited with status 1", "was ended by SIGSEGV"), or null while it runs. */
+  /** How it ended, in words ("exited with status 1", "was ended by SIGSEGV", "could not be started (...)"), or null while it runs. */
   get exitText(): string | null {
     if (!this.exit) return null;
+    if (this.spawnError) return `could not be started (${this.spawnError})`;
     if (this.exit.signal) return `was ended by ${this.exit.signal}`;
-    return this.exit.code === null ? "could not be started" : `exited with status ${this.exit.code}`;
+    return `exited with status ${this.exit.code}`;
   }
 
   private remember(): number[] {
@@ -147,9 +149,12 @@ export class StartedServer {
 
   private signal(name: NodeJS.Signals): void {
     const pids = this.alive();
-    try {
-      process.kill(-this.report.pid, name);
-    } catch {}
+    // Its group, when it was started at all: kill(-0) would signal check's own group.
+    if (this.report.pid > 0) {
+      try {
+        process.kill(-this.report.pid, name);
+      } catch {}
+    }
     for (const pid of pids) {
       try {
         process.kill(pid, name);

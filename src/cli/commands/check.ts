@@ -189,9 +189,11 @@ async function checkStarted(
     const listener = await server.waitListening(want, timeoutMs);
     if (listener === null) {
       const what = want.unixPath ?? (want.port === undefined ? "a TCP port or a Unix socket" : `TCP port ${want.port}`);
-      failure = server.exitText
-        ? `'${shown}' ${server.exitText} before it listened`
-        : `'${shown}' did not listen on ${what} within --timeout ${timeoutMs} ms`;
+      failure = server.spawnError
+        ? `'${shown}' ${server.exitText}`
+        : server.exitText
+          ? `'${shown}' ${server.exitText} before it listened`
+          : `'${shown}' did not listen on ${what} within --timeout ${timeoutMs} ms`;
     } else {
       try {
         report = await run(listener.pid, listener.unix ? listener.local : want.unixPath);
@@ -207,8 +209,9 @@ async function checkStarted(
   }
   if (report) return { ...report, started };
   const tail = started.stderrTail.trimEnd().split("\n").slice(-10);
-  const stderr =
-    tail.join("") === ""
+  const stderr = server.spawnError
+    ? ""
+    : tail.join("") === ""
       ? " (its stderr was empty)"
       : `; the end of its stderr:\n${tail.map((l) => `  | ${l}`).join("\n")}`;
   warn(`realfork check: ${failure}${stderr}`);
