@@ -427,13 +427,32 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     for (const p of report.probes) expect(p).toMatchObject({ connected: true, echoed: false, closedByServer: false });
     const f = finding(report, "orphaned-listener");
     expect(f?.evidence).toEqual([expect.objectContaining({ pid: orphan, state: "LISTEN" })]);
-    expect(f?.message).toContain("its parent is now pid 1");
+    expect(f?.message).toContain("holds the listener while serving a client, and its parent is now pid 1");
+    expect(f?.fix).toMatch(/^close\(serv_sock\) in each child right after fork\(\), so that it ends with the server;/);
     expect(f?.message).toContain("2 probe connections waited unanswered in the backlog (accept queue 2)");
     expect(f?.message).toContain("fails with EADDRINUSE");
     expect(f?.fix).toContain(`kill ${orphan}`);
     expect(report.notJudged).toEqual([]);
     client.destroy();
     process.kill(orphan, "SIGKILL");
+  });
+
+  it("a helper that inherited the listener, its server killed: orphaned, and the fix is close-on-exec", async () => {
+    const server = await startHolders("helper");
+    const helper = server.helper as number;
+    process.kill(server.pid, "SIGKILL");
+    await server.proc.died();
+    for (let i = 0; i < 100 && ps().find((p) => p.pid === helper)?.ppid !== 1; i++) await sleep(20);
+    const { code, report } = await checkJson(["--port", String(server.port), "--probe", "1", "--timeout", "500"]);
+    expect(code).toBe(1);
+    expect(report).toMatchObject({ root: helper, command: "sleep" });
+    expect(kinds(report)).toEqual(["orphaned-listener"]);
+    const f = finding(report, "orphaned-listener");
+    expect(f?.message).toContain(
+      `${helper} (sleep, asleep in clock_nanosleep()) holds the listener, and its parent is now pid 1`,
+    );
+    expect(f?.fix).toContain("close-on-exec before exec() (SOCK_CLOEXEC, FD_CLOEXEC, close_fds=True)");
+    process.kill(helper, "SIGKILL");
   });
 
   it("a pid that holds no listening socket: exit 2 with the reason, not 'no findings'", async () => {
@@ -605,6 +624,13 @@ describe("realfork check -- COMMAND", () => {
     expect(r.stderr).toBe(
       `realfork check: 'python3 -c import sys; print('no config file', file=sys.stderr); sys.exit(3)' exited with status 3 before it listened; the end of its stderr:\n  | no config file\n`,
     );
+    // --json: what was started and how it ended, for machines.
+    const j = await check(["--json", "--", "python3", "-c", "import sys; sys.exit(3)"]);
+    expect(j.code).toBe(2);
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      error: expect.stringContaining("exited with status 3 before it listened"),
+      started: { listener: null, listenedAfterMs: null, ended: { how: "exited", code: 3, signal: null }, left: [] },
+    });
   });
 
   it("a command that cannot be started: exit 2 with the reason", async () => {

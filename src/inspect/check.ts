@@ -456,6 +456,7 @@ function words(item: Item, looks: Look[]): Finding {
       const where = evidence[0]?.local ?? "?";
       const others = pids(evidence);
       const sleeping = sleepsIn(u.look, pid);
+      const serving = held(roles(u.look).accepted, pid).length > 0;
       const waiting =
         u.probes > 0
           ? `${plural(u.probes, "probe connection")} waited unanswered in the backlog (accept queue ${u.queued})`
@@ -466,8 +467,9 @@ function words(item: Item, looks: Look[]): Finding {
       return {
         kind,
         evidence,
-        message: `nobody accepts on ${where}: ${others.join(", ")} (${u.look.snap.processes.find((p) => p.pid === pid)?.command ?? "?"}${sleeping ? `, asleep in ${sleeping}` : ""}) ${others.length === 1 ? "holds" : "hold"} the listener and its parent is now pid 1: the server that forked it, which accepted, is gone. ${waiting}, and ${restart}`,
-        fix: `close(serv_sock) in each child right after fork(), so that the listener ends with the server; to free it now, end ${others.join(", ")} (kill ${others.join(" ")})`,
+        message: `nobody accepts on ${where}: ${others.join(", ")} (${u.look.snap.processes.find((p) => p.pid === pid)?.command ?? "?"}${sleeping ? `, asleep in ${sleeping}` : ""}) ${others.length === 1 ? "holds" : "hold"} the listener${serving ? " while serving a client" : ""}, and its parent is now pid 1: the server that started it is gone. ${waiting}, and ${restart}`,
+        // A holder serving a client is a per-connection child; one that serves nobody got the listener some other way.
+        fix: `${serving ? "close(serv_sock) in each child right after fork()" : "close the listener in every process the server starts: close(serv_sock) after fork(), close-on-exec before exec() (SOCK_CLOEXEC, FD_CLOEXEC, close_fds=True)"}, so that it ends with the server; to free it now, end ${others.join(", ")} (kill ${others.join(" ")})`,
       };
     }
     case "zombie": {

@@ -147,9 +147,16 @@ export async function checkCommand(argv: string[]): Promise<void> {
   let report: CheckReport;
   try {
     if (command !== null) {
-      const started = await checkStarted(command, { port, unixPath }, timeoutMs, run);
-      if (started === null) return;
-      report = started;
+      const result = await checkStarted(command, { port, unixPath }, timeoutMs, run);
+      if ("failure" in result) {
+        warn(`realfork check: ${result.failure}`);
+        // For machines, what was started and how it ended, with the reason.
+        if (values.json)
+          writeAll(1, `${JSON.stringify({ error: result.failure, started: result.started }, null, 2)}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      report = result;
     } else {
       report = await run(target(port, unixPath, pidText));
     }
@@ -165,15 +172,15 @@ export async function checkCommand(argv: string[]): Promise<void> {
 
 /**
  * Starts `command`, waits for it (or a descendant) to listen, checks it and
- * stops it, leaving nothing running; null (exit 2, said on stderr) when it
- * exits or never listens.
+ * stops it, leaving nothing running; a failure (with the end of its stderr)
+ * when it cannot be started, exits or never listens.
  */
 async function checkStarted(
   command: string[],
   want: ListenWanted,
   timeoutMs: number,
   run: (pid: number, unixPath?: string) => Promise<CheckReport>,
-): Promise<CheckReport | null> {
+): Promise<CheckReport | { failure: string; started: StartedReport }> {
   const server = new StartedServer(command);
   const shown = command.join(" ");
   // Stopped by a signal, check ends what it started first, then ends the same way.
@@ -214,7 +221,5 @@ async function checkStarted(
     : tail.join("") === ""
       ? " (its stderr was empty)"
       : `; the end of its stderr:\n${tail.map((l) => `  | ${l}`).join("\n")}`;
-  warn(`realfork check: ${failure}${stderr}`);
-  process.exitCode = 2;
-  return null;
+  return { failure: `${failure}${stderr}`, started };
 }
