@@ -427,7 +427,9 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     for (const p of report.probes) expect(p).toMatchObject({ connected: true, echoed: false, closedByServer: false });
     const f = finding(report, "orphaned-listener");
     expect(f?.evidence).toEqual([expect.objectContaining({ pid: orphan, state: "LISTEN" })]);
-    expect(f?.message).toContain("holds the listener while serving a client, and its parent is now pid 1");
+    expect(f?.message).toContain(
+      "holds the listener while serving a client, and its parent is now pid 1: the server that started it is gone",
+    );
     expect(f?.fix).toMatch(/^close\(serv_sock\) in each child right after fork\(\), so that it ends with the server;/);
     expect(f?.message).toContain("2 probe connections waited unanswered in the backlog (accept queue 2)");
     expect(f?.message).toContain("fails with EADDRINUSE");
@@ -435,6 +437,31 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     expect(report.notJudged).toEqual([]);
     client.destroy();
     process.kill(orphan, "SIGKILL");
+  });
+
+  it("the same under a subreaper: the orphan's parent is not pid 1, its group's leader (the server) is gone", async () => {
+    const reaper = spawnTracked("python3", [
+      fixture("servers/subreaper.py"),
+      "python3",
+      fixture("servers/holders.py"),
+      "leak-child",
+    ]);
+    const serverPid = Number((await reaper.waitFor(/started (\d+)/))[1]);
+    const port = Number((await reaper.waitFor(/listening (\d+)/))[1]);
+    const client = await openServed(port);
+    const [orphan] = (await childrenOf(serverPid, 1)) as [number];
+    process.kill(serverPid, "SIGKILL");
+    for (let i = 0; i < 100 && ps().find((p) => p.pid === orphan)?.ppid !== reaper.pid; i++) await sleep(20);
+    const { code, report } = await checkJson(["--port", String(port), "--probe", "1", "--timeout", "500"]);
+    expect(code).toBe(1);
+    expect(kinds(report)).toEqual(["orphaned-listener"]);
+    expect(finding(report, "orphaned-listener")?.message).toContain(
+      `holds the listener while serving a client, and the leader of its process group, the server that started it, is gone (its parent is now ${reaper.pid})`,
+    );
+    client.destroy();
+    reaper.child.kill("SIGTERM");
+    await reaper.exited();
+    expect(gone(orphan)).toBe(true);
   });
 
   it("a helper that inherited the listener, its server killed: orphaned, and the fix is close-on-exec", async () => {

@@ -170,7 +170,8 @@ interface Inherited {
  */
 function judgeHolders(looks: Look[]): { pool: Judgement["pool"]; inherited: Inherited[] } {
   const workers = new Map<number, Set<string>>();
-  const idleLooks = new Map<number, Look[]>();
+  /** Two looks in a row that show the pid holding the listener and no connection. */
+  const idlePairs = new Map<number, [Look, Look][]>();
   const served = new Set<number>();
   let idleBefore = new Set<number>();
   let previous: Look | undefined;
@@ -188,21 +189,21 @@ function judgeHolders(looks: Look[]): { pool: Judgement["pool"]; inherited: Inhe
       }
       idle.add(pid);
       // Two looks, not one look twice (judgeSnapshot).
-      if (idleBefore.has(pid) && l !== previous) {
-        const list = idleLooks.get(pid) ?? [previous as Look];
-        idleLooks.set(pid, [...list, l]);
+      if (previous && idleBefore.has(pid) && l !== previous) {
+        idlePairs.set(pid, [...(idlePairs.get(pid) ?? []), [previous, l]]);
       }
     }
     idleBefore = idle;
     previous = l;
   }
   const inherited: Inherited[] = [];
-  for (const [pid, seen] of idleLooks) {
-    const last = seen.at(-1) as Look;
-    const program = (l: Look, p: number) => l.states.get(p)?.exe ?? l.snap.processes.find((x) => x.pid === p)?.command;
+  for (const [pid, pairs] of idlePairs) {
+    const last = (pairs.at(-1) as [Look, Look])[1];
+    const program = (p: number) => last.states.get(p)?.exe ?? last.snap.processes.find((x) => x.pid === p)?.command;
     const root = last.snap.root;
-    const sameExe = program(last, pid) === program(last, root);
-    const elsewhere = seen.every((l) => asleepElsewhere(l, pid));
+    const sameExe = program(pid) === program(root);
+    // Asleep elsewhere at both looks of a pair: a worker between two connections is not.
+    const elsewhere = pairs.some(([a, b]) => asleepElsewhere(a, pid) && asleepElsewhere(b, pid));
     if (!elsewhere && (sameExe || served.has(pid))) {
       workers.set(pid, (workers.get(pid) ?? new Set()).add("held the listener and no connection at two looks"));
       continue;
@@ -283,14 +284,16 @@ function unaccepted(looks: Look[], probes: ProbeResult[]): Unaccepted | null {
 
 /**
  * An orphaned listener: nobody accepts, and the topmost holder was
- * reparented to pid 1 with no child of its own on the listener (the process
- * that forked it and accepted is gone).
+ * reparented (its parent is pid 1, or the leader of its process group, the
+ * server that started it, is gone: a subreaper may have become its parent),
+ * with no child of its own on the listener.
  */
 function orphaned(u: Unaccepted | null): Item | null {
   if (!u) return null;
   const r = roles(u.look);
   const root = u.look.snap.processes.find((p) => p.pid === r.root);
-  if (root?.ppid !== 1 || r.children.some((pid) => held(r.listeners, pid).length > 0)) return null;
+  const reparented = root?.ppid === 1 || u.look.states.get(r.root)?.groupLeaderGone === true;
+  if (!reparented || r.children.some((pid) => held(r.listeners, pid).length > 0)) return null;
   return {
     kind: "orphaned-listener",
     subject: r.root,
@@ -457,6 +460,12 @@ function words(item: Item, looks: Look[]): Finding {
       const others = pids(evidence);
       const sleeping = sleepsIn(u.look, pid);
       const serving = held(roles(u.look).accepted, pid).length > 0;
+      const holder = u.look.snap.processes.find((p) => p.pid === pid);
+      const parent = u.look.snap.processes.find((p) => p.pid === holder?.ppid);
+      const gone =
+        holder?.ppid === 1
+          ? "its parent is now pid 1: the server that started it is gone"
+          : `the leader of its process group, the server that started it, is gone (its parent is now ${holder?.ppid}${parent ? ` (${parent.command})` : ""})`;
       const waiting =
         u.probes > 0
           ? `${plural(u.probes, "probe connection")} waited unanswered in the backlog (accept queue ${u.queued})`
@@ -467,7 +476,7 @@ function words(item: Item, looks: Look[]): Finding {
       return {
         kind,
         evidence,
-        message: `nobody accepts on ${where}: ${others.join(", ")} (${u.look.snap.processes.find((p) => p.pid === pid)?.command ?? "?"}${sleeping ? `, asleep in ${sleeping}` : ""}) ${others.length === 1 ? "holds" : "hold"} the listener${serving ? " while serving a client" : ""}, and its parent is now pid 1: the server that started it is gone. ${waiting}, and ${restart}`,
+        message: `nobody accepts on ${where}: ${others.join(", ")} (${u.look.snap.processes.find((p) => p.pid === pid)?.command ?? "?"}${sleeping ? `, asleep in ${sleeping}` : ""}) ${others.length === 1 ? "holds" : "hold"} the listener${serving ? " while serving a client" : ""}, and ${gone}. ${waiting}, and ${restart}`,
         // A holder serving a client is a per-connection child; one that serves nobody got the listener some other way.
         fix: `${serving ? "close(serv_sock) in each child right after fork()" : "close the listener in every process the server starts: close(serv_sock) after fork(), close-on-exec before exec() (SOCK_CLOEXEC, FD_CLOEXEC, close_fds=True)"}, so that it ends with the server; to free it now, end ${others.join(", ")} (kill ${others.join(" ")})`,
       };

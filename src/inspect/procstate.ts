@@ -26,6 +26,12 @@ export interface ProcState {
   exe: string | null;
   /** Its arguments (Linux /proc/PID/cmdline, NULs as spaces), or null where unknown. */
   cmdline: string | null;
+  /**
+   * The leader of its process group is gone (Linux; null where unknown): a
+   * child whose server was the group leader outlived it, even where a
+   * subreaper, not pid 1, became its parent.
+   */
+  groupLeaderGone: boolean | null;
 }
 
 /** The system call a thread sleeps in, as far as check needs to know it. */
@@ -193,6 +199,8 @@ function linuxState(pid: number, uptime: number): ProcState | null {
   const fields = statFields(pid);
   if (fields === null) return null;
   const state = fields[0] ?? "?";
+  const pgid = Number(fields[2]);
+  const leader = pgid === pid ? fields : statFields(pgid);
   const start = Number(fields[19]);
   const ageSeconds = Number.isFinite(start) ? Math.max(0, uptime - start / clockTicks()) : null;
   let blockedInAccept: ProcState["blockedInAccept"] = null;
@@ -217,6 +225,7 @@ function linuxState(pid: number, uptime: number): ProcState | null {
     waits,
     exe: exeOf(pid),
     cmdline: read(`/proc/${pid}/cmdline`)?.replace(/\0+$/, "").replaceAll("\0", " ") ?? null,
+    groupLeaderGone: Number.isInteger(pgid) && pgid > 0 ? leader === null || leader[0] === "Z" : null,
   };
 }
 
@@ -257,6 +266,7 @@ export function processStates(pids: number[]): Map<number, ProcState> {
         waits: [],
         exe: null,
         cmdline: null,
+        groupLeaderGone: null,
       });
     }
   }
