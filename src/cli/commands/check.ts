@@ -24,8 +24,8 @@ inode, state, peer) and the fix in the C material's terms:
   descriptor-growth      the acceptor holds more descriptors after the probes
   listener-inherited     a process holds the listener and never accepts on it
                          (a helper started without close-on-exec)
-  orphaned-listener      nobody accepts: the server is gone, a child it forked
-                         keeps the port, connections wait in the backlog
+  orphaned-listener      nobody accepts: the server is gone, a process it
+                         started keeps the port, connections wait unanswered
 
 A finding counts only when two looks in a row show it (--settle apart): a
 correct server passes through most of these for an instant.
@@ -38,17 +38,19 @@ reported, not waited for. Without probes, check judges what it sees, and
 says which kinds need probes.
 
 A prefork pool is not a leak: its workers hold the listener by design. A
-child counts as a worker when the kernel shows it asleep in accept() on the
-listener (Linux: /proc/PID/syscall, or wchan inet_csk_accept), or when it
+child counts as a worker when the kernel shows it (any of its threads)
+asleep in accept() on the listener (Linux: /proc/PID/task/TID/syscall, or
+wchan inet_csk_accept) or in epoll on a set that holds it, or when it
 holds the listener and no connection at two looks in a row (a
 per-connection child holds the listener without its connection only between
 its close() and its exit; with --probe this is a worker that outlived the
-probes it served). Once one worker is seen, every child holding the listener
-is taken for one. macOS (libproc) does not say which call a process sleeps
-in, so only the second rule applies there. A holder of the listener that
-holds no connection at two looks, and runs another program than the server
-(exec'd with the descriptor open) or sleeps in something else than accept(),
-poll() or epoll (read(), sleep()...), never accepts: listener-inherited.
+probes it served) while it runs the server's program or was seen serving. Once one
+worker is seen, no child holding the listener is a listener-in-child.
+macOS (libproc) does not say which call a process sleeps in, so only the
+last rule applies there. A holder with no connection at two looks that runs
+another program (exec'd with the descriptor open), or sleeps in something
+else than accept(), poll(), epoll or a lock (read(), sleep()...), never
+accepts: listener-inherited.
 
 Probes nobody answers are not a pass: when none is answered or closed
 within --timeout, or they wait in the backlog with nobody accepting, check
