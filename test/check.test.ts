@@ -379,7 +379,7 @@ describe("realfork check: holders that never accept (listener-inherited)", () =>
       expect.objectContaining({ pid: server.helper, state: "LISTEN", inode: report.listeners[0]?.inode }),
     ]);
     expect(f?.message).toContain(`${server.helper} (/usr/bin/sleep, asleep in`);
-    expect(f?.message).toContain(`from its parent ${server.pid} (python3) and kept it across exec()`);
+    expect(f?.message).toContain(`from its parent ${server.pid} (python3) and kept it across execve()`);
     expect(f?.fix).toContain("SOCK_CLOEXEC");
     expect(f?.fix).toContain("close_fds=True");
     // Not taken for a prefork pool of one worker, as before.
@@ -478,7 +478,7 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     expect(f?.message).toContain(
       `${helper} (sleep, asleep in clock_nanosleep()) holds the listener, and its parent is now pid 1`,
     );
-    expect(f?.fix).toContain("close-on-exec before exec() (SOCK_CLOEXEC, FD_CLOEXEC, close_fds=True)");
+    expect(f?.fix).toContain("close-on-exec before execve() (SOCK_CLOEXEC, FD_CLOEXEC, close_fds=True)");
     process.kill(helper, "SIGKILL");
   });
 

@@ -448,9 +448,9 @@ function words(item: Item, looks: Look[]): Finding {
       return {
         kind,
         evidence,
-        message: `${pid} (${program}${sleeping ? `, asleep in ${sleeping}` : ""}) holds the listening socket ${evidence[0]?.local} (fd ${fds(evidence)}) and never accepts on it: it got the descriptor ${from} ${h.execd ? "and kept it across exec()" : "at fork() and never closed it"}, so the ${evidence[0]?.local?.includes(":") ? "port" : "socket"} stays taken for as long as ${pid} lives, even after the server stops`,
+        message: `${pid} (${program}${sleeping ? `, asleep in ${sleeping}` : ""}) holds the listening socket ${evidence[0]?.local} (fd ${fds(evidence)}) and never accepts on it: it got the descriptor ${from} ${h.execd ? "and kept it across execve()" : "at fork() and never closed it"}, so the ${evidence[0]?.local?.includes(":") ? "port" : "socket"} stays taken for as long as ${pid} lives, even after the server stops`,
         fix: h.execd
-          ? "make the listener close-on-exec: socket(..., SOCK_CLOEXEC, ...) or fcntl(fd, F_SETFD, FD_CLOEXEC) (Python: close_fds=True and a non-inheritable socket); or close it in the child before exec()"
+          ? "make the listener close-on-exec: socket(..., SOCK_CLOEXEC, ...) or fcntl(fd, F_SETFD, FD_CLOEXEC) (Python: close_fds=True and a non-inheritable socket); or close it in the child before execve()"
           : "close the listening socket in the child right after fork(): it takes no connection",
       };
     }
@@ -478,7 +478,7 @@ function words(item: Item, looks: Look[]): Finding {
         evidence,
         message: `nobody accepts on ${where}: ${others.join(", ")} (${u.look.snap.processes.find((p) => p.pid === pid)?.command ?? "?"}${sleeping ? `, asleep in ${sleeping}` : ""}) ${others.length === 1 ? "holds" : "hold"} the listener${serving ? " while serving a client" : ""}, and ${gone}. ${waiting}, and ${restart}`,
         // A holder serving a client is a per-connection child; one that serves nobody got the listener some other way.
-        fix: `${serving ? "close(serv_sock) in each child right after fork()" : "close the listener in every process the server starts: close(serv_sock) after fork(), close-on-exec before exec() (SOCK_CLOEXEC, FD_CLOEXEC, close_fds=True)"}, so that it ends with the server; to free it now, end ${others.join(", ")} (kill ${others.join(" ")})`,
+        fix: `${serving ? "close(serv_sock) in each child right after fork()" : "close the listener in every process the server starts: close(serv_sock) after fork(), close-on-exec before execve() (SOCK_CLOEXEC, FD_CLOEXEC, close_fds=True)"}, so that it ends with the server; to free it now, end ${others.join(", ")} (kill ${others.join(" ")})`,
       };
     }
     case "zombie": {
