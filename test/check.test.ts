@@ -107,9 +107,8 @@ describe("realfork check: realfork serve", () => {
     for (const p of probed.report.probes) expect(p).toMatchObject({ echoed: true, closedByServer: true, error: null });
     const text = await check([String(server.pid), "--probe", "2"]);
     expect(text.code).toBe(0);
-    // Node 26 names its main thread: the command is "node-MainThread" there.
     expect(text.stdout).toBe(
-      `realfork check: no findings in pid ${server.pid} (${live.report.command}, with 2 descendants), listening on 127.0.0.1:${server.port}, after 2 probes (2 answered, 2 closed by the server)\n`,
+      `realfork check: no findings in pid ${server.pid} (node, with 2 descendants), listening on 127.0.0.1:${server.port}, after 2 probes (2 answered, 2 closed by the server)\n`,
     );
     for (const c of clients) c.end();
     await stop(server);
