@@ -13,6 +13,7 @@ import {
   childrenGone,
   childrenOf,
   echo,
+  open,
   openServed,
   type Server,
   startC,
@@ -502,6 +503,31 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     expect(r.stdout).toContain(
       `not judged: nobody accepted the 2 probe connections within --timeout 300 ms (accept queue 2): the holders of the listener (${server.pid} asleep in `,
     );
+    await stop(server);
+  });
+
+  it("a pool whose one worker is busy: a connection waiting is a busy moment without probes, unanswered probes are not a pass", async () => {
+    const server = await startPy("pool", "1");
+    await childrenOf(server.pid, 1);
+    const busy = await openServed(server.port);
+    const waiting = await open(server.port); // in the backlog: the one worker serves `busy`
+    const quiet = await checkJson([String(server.pid)]);
+    expect(quiet.report).toMatchObject({ findings: [], notJudged: [] });
+    // Its worker holds the listener and a connection, as a leaky per-connection child would; the parent is what differs.
+    expect(quiet.report.pool?.how).toEqual([
+      "served connections while their parent did not accept (asleep in pause())",
+    ]);
+    expect(quiet.code).toBe(0);
+    const probed = await checkJson([String(server.pid), "--probe", "1", "--timeout", "300"]);
+    expect(probed.report.findings).toEqual([]);
+    expect(probed.report.notJudged).toEqual([
+      expect.stringMatching(
+        /^nobody accepted the 1 probe connection within --timeout 300 ms \(accept queue 2\): the holders of the listener \(\d+ asleep in pause\(\); \d+ asleep in recvfrom\(\)\) are busy or have stopped accepting$/,
+      ),
+    ]);
+    expect(probed.code).toBe(2);
+    busy.destroy();
+    waiting.destroy();
     await stop(server);
   });
 

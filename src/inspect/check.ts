@@ -164,7 +164,9 @@ interface Inherited {
  * listener and no connection at two looks in a row (a per-connection child
  * holds the listener without its connection only in the instant between its
  * close() and its exit) while it runs the acceptor's program or was seen
- * serving, and is not asleep in something else. A holder that holds no
+ * serving, and is not asleep in something else; or one that serves while
+ * the acceptor, asleep in something else at two looks, takes no connection
+ * (a pool's parent while every worker is busy). A holder that holds no
  * connection at two looks and is none of these (another program after exec,
  * asleep in read() or sleep()...) never accepts: it inherited the listener.
  */
@@ -175,9 +177,15 @@ function judgeHolders(looks: Look[]): { pool: Judgement["pool"]; inherited: Inhe
   const served = new Set<number>();
   let idleBefore = new Set<number>();
   let previous: Look | undefined;
+  let rootAsleepBefore = false;
   for (const l of looks) {
     const r = roles(l);
     const idle = new Set<number>();
+    // A parent asleep in something else than accept, poll or epoll at two looks in a
+    // row takes no connection: the children that serve then are its workers.
+    const rootAsleep = asleepElsewhere(l, r.root);
+    const parentIdle = rootAsleep && rootAsleepBefore && previous !== undefined && l !== previous;
+    rootAsleepBefore = rootAsleep;
     for (const pid of r.children) {
       const listenerFds = held(r.listeners, pid).map((h) => h.fd);
       if (listenerFds.length === 0) continue;
@@ -185,6 +193,10 @@ function judgeHolders(looks: Look[]): { pool: Judgement["pool"]; inherited: Inhe
       if (how) workers.set(pid, (workers.get(pid) ?? new Set()).add(how));
       if (held(r.accepted, pid).length > 0) {
         served.add(pid);
+        if (parentIdle) {
+          const why = `served connections while their parent did not accept (asleep in ${sleepsIn(l, r.root)})`;
+          workers.set(pid, (workers.get(pid) ?? new Set()).add(why));
+        }
         continue;
       }
       idle.add(pid);
@@ -764,7 +776,8 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
   }
   const notJudged: string[] = [];
   const wait = `--timeout ${options.timeoutMs} ms`;
-  if (unaccepted) {
+  // Without probes, connections that wait are only a busy moment, unless they make an orphan (a finding).
+  if (unaccepted && unaccepted.probes > 0) {
     const u = unaccepted;
     const who = listenerHolders(u.look)
       .map((h) => h.pid)
@@ -772,7 +785,7 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
       .map((p) => `${p}${sleepsIn(u.look, p) ? ` asleep in ${sleepsIn(u.look, p)}` : ""}`)
       .join("; ");
     notJudged.push(
-      `nobody accepted ${u.probes > 0 ? `the ${plural(u.probes, "probe connection")} within ${wait}` : "the connections that wait"} (accept queue ${u.queued}): the holders of the listener (${who}) are busy or have stopped accepting`,
+      `nobody accepted the ${plural(u.probes, "probe connection")} within ${wait} (accept queue ${u.queued}): the holders of the listener (${who}) are busy or have stopped accepting`,
     );
   } else if (
     probes.length > 0 &&

@@ -45,8 +45,9 @@ holds the listener and no connection at two looks in a row (a
 per-connection child holds the listener without its connection only between
 its close() and its exit; with --probe this is a worker that outlived the
 probes it served) while it runs the server's program or was seen
-serving. Once one worker is seen, no child holding the listener is a
-listener-in-child.
+serving, or when it serves while its parent sleeps in something else than
+accept(), poll() or epoll at two looks (every worker busy). Once one worker
+is seen, no child holding the listener is a listener-in-child.
 macOS (libproc) does not say which call a process sleeps in, so only the
 last rule applies there. A holder with no connection at two looks that runs
 another program (exec'd with the descriptor open), or sleeps in something
