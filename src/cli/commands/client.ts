@@ -7,7 +7,7 @@ import { check } from "../../lib/errors.js";
 import { native } from "../../lib/native.js";
 import { warn } from "../../lib/output.js";
 import { ipFamily } from "../../lib/validate.js";
-import { intOption, parse, portArg, positionals } from "./usage.js";
+import { durationOption, intOption, parse, portArg, positionals } from "./usage.js";
 
 export const CLIENT_USAGE = `Usage: realfork client <ip> <port> [options]
 
@@ -18,10 +18,12 @@ parent prints the rest of the echo and both end.
 
 Options
   --buffer-size N               bytes per read of the socket (default 30)
-  --timeout S                   after our half-close, give up when the server
-                                sends nothing and does not close for S seconds
-                                (default 10; 0 waits for ever, as the C client;
-                                with --step the default is 0)
+  --timeout T                   after our half-close, give up when the server
+                                sends nothing and does not close for T, written
+                                with its unit: 10s, 500ms (default 10s; 0 waits
+                                for ever, as the C client; with --step the
+                                default is 0). A bare number is refused: it
+                                meant seconds here and milliseconds in check
   --step                        reader and writer wait at each step (connect,
                                 fork, shutdown, each close) until
                                 \`realfork step PID\` lets them go on
@@ -54,7 +56,7 @@ export async function clientCommand(argv: string[]): Promise<void> {
   const [hostText, portText] = positionals(pos, ["ip", "port"], CLIENT_USAGE) as [string, string];
   const port = portArg(portText, 1, CLIENT_USAGE);
   const bufferSize = intOption("--buffer-size", values["buffer-size"], 30, 1, 16 * 1024 * 1024, CLIENT_USAGE);
-  const timeout = intOption("--timeout", values.timeout, values.step ? 0 : 10, 0, 86_400, CLIENT_USAGE);
+  const timeoutMs = durationOption("--timeout", values.timeout, values.step ? 0 : 10_000, 0, 86_400_000, CLIENT_USAGE);
   // Names are resolved here, in the parent, before any fork (dns.lookup uses
   // the libuv thread pool, which a forked child does not have).
   const host = ipFamily(hostText) ? hostText : await resolve(hostText);
@@ -68,7 +70,7 @@ export async function clientCommand(argv: string[]): Promise<void> {
     port,
     bufferSize,
     closeInsteadOfShutdown: values["close-instead-of-shutdown"] ?? false,
-    idleTimeoutMs: timeout * 1000,
+    idleTimeoutMs: timeoutMs,
     stopFd,
     ...(values.step ? { onStep: new Stepper().onClientStep } : {}),
   });
