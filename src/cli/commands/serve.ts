@@ -78,6 +78,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     return;
   }
   const [portText] = positionals(pos, ["port"], SERVE_USAGE) as [string];
+  if (values.json && !values.trace)
+    throw new UsageError("--json shapes --trace's lines, and --trace is not given", SERVE_USAGE);
   const host = values.host ?? "0.0.0.0";
   if (ipFamily(host) === 0)
     throw new UsageError(`--host must be a numeric IPv4 or IPv6 address, not '${host}'`, SERVE_USAGE);
