@@ -64,6 +64,92 @@ describe("realfork serve --trace", () => {
     await stop(server);
   });
 
+  it("gives the count true at each step, in the book's order, even when the client is quick (10 clients)", async () => {
+    const server = await startServe(["--trace", "--json"]);
+    for (let run = 0; run < 10; run++) {
+      const client = spawnTracked(cli, ["client", "127.0.0.1", String(server.port)]);
+      client.child.stdin?.end("hi\nq\n");
+      expect(await client.exited()).toEqual({ code: 0, signal: null });
+    }
+    await childrenGone(server.pid);
+    await lastReaped(server, 10);
+    const events = traceEvents(server.proc.stderr());
+    const children = events.filter((e) => e.event === "forked").map((e) => e.child as number);
+    expect(children).toHaveLength(10);
+    for (const child of children) {
+      const forked = events.find((e) => e.event === "forked" && e.child === child) as TraceEvent;
+      const conn = forked.socket?.inode;
+      // This connection's lines, in the order they were written: accepted is
+      // the one just before the fork line that names the same socket.
+      const mine = events.filter(
+        (e) =>
+          e.child === child ||
+          (e.pid === child && e.role === "child") ||
+          (e.event === "accepted" && e.socket?.inode === conn),
+      );
+      expect(
+        mine.map((e) => [e.event, e.role, e.refs, e.listener?.refs ?? null]),
+        server.proc.stderr(),
+      ).toEqual([
+        ["accepted", "parent", 1, null],
+        ["forked", "parent", 2, 2],
+        ["child-closed-listener", "child", 1, null],
+        ["parent-closed", "parent", 1, null],
+        ["child-closed", "child", 0, null],
+        ["reaped", "parent", 0, null],
+      ]);
+      expect(forked.holders.map((h) => h.pid).sort()).toEqual([server.pid, child].sort());
+      expect(forked.listener?.holders.map((h) => h.pid).sort()).toEqual([server.pid, child].sort());
+    }
+    await stop(server);
+  });
+
+  it.each([
+    [
+      "--leak-parent",
+      [
+        ["accepted", "parent", 1, null],
+        ["forked", "parent", 2, 2],
+        ["child-closed-listener", "child", 1, null],
+        ["child-closed", "child", 1, null],
+        ["reaped", "parent", 1, null],
+      ],
+    ],
+    [
+      "--leak-child",
+      [
+        ["accepted", "parent", 1, null],
+        ["forked", "parent", 2, 2],
+        ["parent-closed", "parent", 1, null],
+        ["child-closed", "child", 0, null],
+        ["reaped", "parent", 0, null],
+      ],
+    ],
+  ])("%s: the steps that do not come are skipped, the others in turn (3 quick clients)", async (flag, expected) => {
+    const server = await startServe(["--trace", "--json", flag]);
+    for (let run = 0; run < 3; run++) {
+      // --leak-parent: the server never closes, the client gives up (exit 1).
+      const timeout = flag === "--leak-parent" ? "300ms" : "10s";
+      const client = spawnTracked(cli, ["client", "127.0.0.1", String(server.port), "--timeout", timeout]);
+      client.child.stdin?.end("hi\nq\n");
+      expect((await client.exited()).code).toBe(flag === "--leak-parent" ? 1 : 0);
+    }
+    await childrenGone(server.pid);
+    await lastReaped(server, 3);
+    const events = traceEvents(server.proc.stderr());
+    for (const forked of events.filter((e) => e.event === "forked")) {
+      const child = forked.child as number;
+      const mine = events.filter(
+        (e) =>
+          e.child === child ||
+          (e.pid === child && e.role === "child") ||
+          (e.event === "accepted" && e.socket?.inode === forked.socket?.inode),
+      );
+      expect(mine.map((e) => [e.event, e.role, e.refs, e.listener?.refs ?? null])).toEqual(expected);
+    }
+    await stop(server);
+  });
+
   it("writes readable lines without --json", async () => {
     const server = await startServe(["--trace"]);
     await echo(server.port, Buffer.from("x\n"));
@@ -72,9 +158,12 @@ describe("realfork serve --trace", () => {
     expect(err).toMatch(
       /trace \[parent \d+\] accept\(\) -> fd \d+; socket:\[\d+\] 127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+ [A-Z_]+ holders \d+:\d+ \(refs 1\)/,
     );
-    // This client closes at once, so the child may be gone before the parent
-    // looks; the JSON test above holds the client open and checks refs 2.
-    expect(err).toMatch(/trace \[parent \d+\] fork\(\) -> child \d+; .* \(refs [12]\)/);
+    // This client closes at once; the child waits until the parent's fork()
+    // line is written, so both still hold both sockets.
+    expect(err).toMatch(
+      /trace \[parent \d+\] fork\(\) -> child \d+; socket:\[\d+\] .* holders \d+:\d+ \d+:\d+ \(refs 2\); listening socket:\[\d+\] holders \d+:\d+ \d+:\d+ \(refs 2\)\n/,
+    );
+    expect(err).toMatch(/trace \[parent \d+\] close\(\d+\) of the connected socket; socket:\[\d+\] .* \(refs 1\)\n/);
     expect(err).toMatch(
       /trace \[child \d+\] close\(\d+\) of the listening socket; socket:\[\d+\] 127\.0\.0\.1:\d+ LISTEN holders \d+:\d+ \(refs 1\)/,
     );
