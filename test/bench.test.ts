@@ -91,7 +91,9 @@ describe("realfork bench", () => {
     await new Promise((r) => probe.close(r));
     const r = await run(["bench", "--server", `127.0.0.1:${port}`, "--workload", "short", ...small]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("realfork: connect: ECONNREFUSED: connection refused (is the server running on that port?)\n");
+    expect(r.stderr).toBe(
+      "realfork: connect: ECONNREFUSED: connection refused (is the server running on that port?)\n",
+    );
     expect(r.stdout).toBe("");
   });
 
