@@ -16,6 +16,12 @@ sends the lines it reads on stdin and the parent prints what comes back. A line
 q or Q, or the end of input, half-closes the connection (shutdown SHUT_WR); the
 parent prints the rest of the echo and both end.
 
+As the C does, the parent prints "Message from server: " before what each
+read() returns, not before each line: a line longer than the buffer (30 bytes,
+the book's BUF_SIZE, here and in realfork serve) comes back in pieces, and
+each piece gets the prefix, in the middle of the line. That is what TCP is: a
+byte stream, not messages. --prefix-per-line prints the prefix once per line.
+
 Options
   --buffer-size N               bytes per read of the socket (default 30)
   --timeout T                   after our half-close, give up when the server
@@ -27,6 +33,8 @@ Options
   --step                        reader and writer wait at each step (connect,
                                 fork, shutdown, each close) until
                                 \`realfork step PID\` lets them go on
+  --prefix-per-line             "Message from server: " once per line of the
+                                echo, not once per read() as in the C
   --close-instead-of-shutdown   negative control: the writer close()s its
                                 descriptor instead; the server never sees EOF
   -h, --help                    this text
@@ -35,11 +43,13 @@ Examples
   $ realfork client 127.0.0.1 9190
   $ printf 'hello\\nq\\n' | realfork client 127.0.0.1 9190
   $ realfork client ::1 9190 --buffer-size 4096 < file.txt
+  $ realfork client 127.0.0.1 9190 --prefix-per-line < file.txt
   $ realfork client 127.0.0.1 9190 --step   # and in another terminal: realfork step PID`;
 
 const options = {
   "buffer-size": { type: "string" },
   "close-instead-of-shutdown": { type: "boolean" },
+  "prefix-per-line": { type: "boolean" },
   timeout: { type: "string" },
   step: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -70,6 +80,7 @@ export async function clientCommand(argv: string[]): Promise<void> {
     port,
     bufferSize,
     closeInsteadOfShutdown: values["close-instead-of-shutdown"] ?? false,
+    prefixPerLine: values["prefix-per-line"] ?? false,
     idleTimeoutMs: timeoutMs,
     stopFd,
     ...(values.step ? { onStep: new Stepper().onClientStep } : {}),
