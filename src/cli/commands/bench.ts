@@ -89,6 +89,13 @@ const options = {
 const WORKLOADS = ["short", "stream", "fork"] as const;
 type Workload = (typeof WORKLOADS)[number];
 
+/** The options each workload reads: given without it, they would do nothing. */
+const PER_WORKLOAD: Record<Workload, readonly (keyof typeof options)[]> = {
+  short: ["connections", "concurrency", "size", "buffer-size"],
+  stream: ["stream-bytes", "stream-buffer"],
+  fork: ["forks"],
+};
+
 export interface BenchReport {
   machine: string;
   server: string;
@@ -147,6 +154,19 @@ export async function benchCommand(argv: string[]): Promise<void> {
     throw new UsageError("--workload fork needs --server ts or c", BENCH_USAGE);
   if (wants("fork") && values["packed-heap"])
     throw new UsageError("--packed-heap is realfork serve's: --workload fork runs in bench's own process", BENCH_USAGE);
+  for (const w of WORKLOADS) {
+    const given = PER_WORKLOAD[w].find((name) => values[name] !== undefined);
+    if (!wants(w) && given)
+      throw new UsageError(
+        `--${given} is for the ${w} workload, which --workload ${workloads.join(",")} leaves out`,
+        BENCH_USAGE,
+      );
+  }
+  if (values["buffer-size"] !== undefined && (spec.kind === "external" || spec.kind === "c-book"))
+    throw new UsageError(
+      `--buffer-size sets the buffer of the server bench starts; ${spec.kind === "c-book" ? "c-book has the book's BUF_SIZE, 30" : "a HOST:PORT server is not started by bench"}`,
+      BENCH_USAGE,
+    );
   const connections = int("connections", 2000, 1, 10_000_000);
   const concurrency = int("concurrency", 16, 1, 4096);
   const size = int("size", 30, 1, 64 << 20);
