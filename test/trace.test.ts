@@ -34,6 +34,23 @@ async function lastReaped(server: { proc: { stderr: () => string } }, count: num
   return reaped.at(-1) as TraceEvent;
 }
 
+/**
+ * The lines of one connection, in the order they were written (its accept(),
+ * the lines naming its child, the child's own): step, role, the step's
+ * socket's refs, and the listener's refs on the fork() line.
+ */
+function countsOf(events: TraceEvent[], forked: TraceEvent) {
+  const child = forked.child as number;
+  return events
+    .filter(
+      (e) =>
+        e.child === child ||
+        (e.pid === child && e.role === "child") ||
+        (e.event === "accepted" && e.socket?.inode === forked.socket?.inode),
+    )
+    .map((e) => [e.event, e.role, e.refs, e.listener?.refs ?? null]);
+}
+
 describe("realfork serve --trace", () => {
   it("logs each step with the holders the kernel reports", async () => {
     const server = await startServe(["--trace", "--json"]);
@@ -78,19 +95,7 @@ describe("realfork serve --trace", () => {
     expect(children).toHaveLength(10);
     for (const child of children) {
       const forked = events.find((e) => e.event === "forked" && e.child === child) as TraceEvent;
-      const conn = forked.socket?.inode;
-      // This connection's lines, in the order they were written: accepted is
-      // the one just before the fork line that names the same socket.
-      const mine = events.filter(
-        (e) =>
-          e.child === child ||
-          (e.pid === child && e.role === "child") ||
-          (e.event === "accepted" && e.socket?.inode === conn),
-      );
-      expect(
-        mine.map((e) => [e.event, e.role, e.refs, e.listener?.refs ?? null]),
-        server.proc.stderr(),
-      ).toEqual([
+      expect(countsOf(events, forked), server.proc.stderr()).toEqual([
         ["accepted", "parent", 1, null],
         ["forked", "parent", 2, 2],
         ["child-closed-listener", "child", 1, null],
@@ -137,16 +142,7 @@ describe("realfork serve --trace", () => {
     await childrenGone(server.pid);
     await lastReaped(server, 3);
     const events = traceEvents(server.proc.stderr());
-    for (const forked of events.filter((e) => e.event === "forked")) {
-      const child = forked.child as number;
-      const mine = events.filter(
-        (e) =>
-          e.child === child ||
-          (e.pid === child && e.role === "child") ||
-          (e.event === "accepted" && e.socket?.inode === forked.socket?.inode),
-      );
-      expect(mine.map((e) => [e.event, e.role, e.refs, e.listener?.refs ?? null])).toEqual(expected);
-    }
+    for (const forked of events.filter((e) => e.event === "forked")) expect(countsOf(events, forked)).toEqual(expected);
     await stop(server);
   });
 
