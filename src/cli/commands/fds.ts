@@ -125,7 +125,7 @@ function frame(json: boolean | undefined): (text: string) => string {
 }
 
 /** Redraws whenever the rendering changes; ends on SIGINT/SIGTERM or when the process is gone. */
-function watch(render: () => string, intervalMs: number, frame: (text: string) => string): Promise<void> {
+function watch(render: () => string, intervalMs: number, show: (text: string) => string): Promise<void> {
   return new Promise((resolve, reject) => {
     let last = "";
     const tick = () => {
@@ -144,7 +144,7 @@ function watch(render: () => string, intervalMs: number, frame: (text: string) =
       }
       if (text === last) return;
       last = text;
-      writeAll(1, frame(text));
+      writeAll(1, show(text));
     };
     const timer = setInterval(tick, intervalMs);
     const stop = () => {
