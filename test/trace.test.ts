@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
 import type { TraceEvent } from "../src/inspect/trace.js";
@@ -143,6 +144,20 @@ describe("realfork serve --trace", () => {
     await lastReaped(server, 3);
     const events = traceEvents(server.proc.stderr());
     for (const forked of events.filter((e) => e.event === "forked")) expect(countsOf(events, forked)).toEqual(expected);
+    await stop(server);
+  });
+
+  it("a connection the client resets: the count still comes from the descriptors (--leak-parent: the parent's)", async () => {
+    const server = await startServe(["--trace", "--json", "--leak-parent"]);
+    const client = connect(server.port, "127.0.0.1");
+    await once(client, "connect");
+    client.resetAndDestroy();
+    await lastReaped(server, 1);
+    const events = traceEvents(server.proc.stderr());
+    const forked = events.find((e) => e.event === "forked") as TraceEvent;
+    const closed = events.find((e) => e.event === "child-closed") as TraceEvent;
+    expect(closed.holders).toEqual([{ pid: server.pid, fd: forked.fd }]);
+    expect(closed.refs).toBe(1);
     await stop(server);
   });
 

@@ -227,6 +227,7 @@ export class Tracer {
     const role = pid === this.#root ? "parent" : "child";
     const snap = snapshot(this.#root);
     const sock = snap.sockets.find((s) => s.inode === inode);
+    const holders = sock?.holders ?? holdersOf(snap, inode);
     const listener = snap.sockets.find((s) => s.inode === this.#listenerInode);
     const event: TraceEvent = {
       event: step.step,
@@ -239,8 +240,8 @@ export class Tracer {
         inode === null
           ? null
           : { inode, local: sock?.local ?? null, remote: sock?.remote ?? null, state: sock?.state ?? null },
-      holders: sock?.holders ?? [],
-      refs: sock?.holders.length ?? 0,
+      holders,
+      refs: holders.length,
       ...(step.step === "forked" && listener
         ? { listener: { inode: listener.inode, holders: listener.holders, refs: listener.holders.length } }
         : {}),
@@ -248,6 +249,18 @@ export class Tracer {
     };
     this.#out(this.#options.json ? JSON.stringify(event) : describeEvent(event));
   }
+}
+
+/**
+ * The descriptors that refer to a socket the TCP table no longer lists: a
+ * connection that is over (reset, or closed both ways) leaves /proc/net/tcp
+ * while descriptors may still hold its socket.
+ */
+function holdersOf(snap: ReturnType<typeof snapshot>, inode: number | null): Holder[] {
+  if (inode === null) return [];
+  return snap.processes.flatMap((p) =>
+    p.descriptors.filter((d) => d.inode === inode).map((d) => ({ pid: p.pid, fd: d.fd })),
+  );
 }
 
 const ACTIONS: Record<ServerStep["step"], (e: TraceEvent) => string> = {
@@ -268,7 +281,11 @@ export function describeEvent(e: TraceEvent): string {
   const s = e.socket;
   let what = "";
   if (s) {
-    const where = s.local ? ` ${s.local}${s.remote ? ` <-> ${s.remote}` : ""} ${s.state}` : "";
+    const where = s.local
+      ? ` ${s.local}${s.remote ? ` <-> ${s.remote}` : ""} ${s.state}`
+      : e.refs > 0
+        ? " (the connection is over: no longer in the kernel's TCP table)"
+        : "";
     what = `; socket:[${s.inode}]${where} holders ${holderText(e.holders)} (refs ${e.refs})`;
     if (e.refs === 0) what += ": no descriptor left, the kernel has closed it";
   }
