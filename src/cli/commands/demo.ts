@@ -1,8 +1,8 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -219,7 +219,7 @@ export async function demoCommand(argv: string[]): Promise<void> {
 /** --svg DIR: made if missing; a directory we cannot write to is an error before anything starts. */
 function prepareDir(dir: string): string {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(resolve(dir));
     const probe = join(dir, ".realfork-demo-probe");
     writeFileSync(probe, "");
     rmSync(probe);
@@ -228,6 +228,18 @@ function prepareDir(dir: string): string {
     const e = err as NodeJS.ErrnoException;
     throw new Error(`--svg: cannot write pictures to '${dir}': ${e.code ?? e.message}`);
   }
+}
+
+/**
+ * mkdir -p, one level at a time. Node 22's and 24's mkdirSync(recursive) never
+ * returns for a path under /proc (seen: /proc/nope, at full CPU); one mkdir
+ * each fails there at once with ENOENT.
+ */
+function makeDirs(path: string): void {
+  if (existsSync(path)) return;
+  const parent = dirname(path);
+  if (parent !== path) makeDirs(parent);
+  mkdirSync(path);
 }
 
 /** A program run with --step: its step lines, each waited for once, and the way to let it go on. */

@@ -30,7 +30,9 @@ Options
   --prefork N          fork N workers ahead that accept on the shared listener
   --backlog N          listen() backlog (default 128; the book uses 5)
   --quiet              no per-connection lines (for benchmarks)
-  --trace              log each step's reference counts, read from the kernel (stderr)
+  --trace              log each step's reference counts, read from the kernel at
+                       that step (stderr); after fork() parent and child take
+                       their first steps in turn, so that no count is read late
   --json               with --trace: one JSON object per line
   --step               each process waits at each step of the C loop (after
                        accept, fork, each close, before _exit) until
@@ -78,6 +80,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     return;
   }
   const [portText] = positionals(pos, ["port"], SERVE_USAGE) as [string];
+  if (values.json && !values.trace)
+    throw new UsageError("--json shapes --trace's lines, and --trace is not given", SERVE_USAGE);
   const host = values.host ?? "0.0.0.0";
   if (ipFamily(host) === 0)
     throw new UsageError(`--host must be a numeric IPv4 or IPv6 address, not '${host}'`, SERVE_USAGE);
@@ -96,7 +100,15 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const quiet = values.quiet ?? false;
   // Loaded only when asked for: their modules (child_process for lsof, and
   // with it net, dgram and streams) would be pages in every fork() otherwise.
-  const trace = values.trace ? new (await import("../../inspect/trace.js")).Tracer(values.json ?? false).onStep : null;
+  const trace = values.trace
+    ? new (await import("../../inspect/trace.js")).Tracer({
+        json: values.json ?? false,
+        // With --step the user gives the turns.
+        inTurn: !values.step && prefork === 0,
+        leakParent: values["leak-parent"] ?? false,
+        leakChild: values["leak-child"] ?? false,
+      }).onStep
+    : null;
   const stepper = values.step ? new (await import("../../inspect/step.js")).Stepper() : null;
   const server = new ForkingServer(
     {
