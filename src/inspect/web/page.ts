@@ -114,7 +114,7 @@ function render(s) {
     const li = document.createElement("li");
     li.className = e.kind;
     li.innerHTML = '<time>' + clock(e.at) + '</time>' + esc(e.text);
-    batch.prepend(li);
+    batch.append(li);
   }
   list.prepend(batch);
   shownEvents = s.firstEvent + s.timeline.length;

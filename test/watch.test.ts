@@ -1,0 +1,227 @@
+// realfork watch, driven in a real browser: Debian's chromium through
+// playwright-core. Without chromium the browser tests are skipped with a line
+// saying what is missing; with REALFORK_REQUIRE_ALL=1 (CI) that is a failure.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { snapshot } from "../src/inspect/fdtable.js";
+import { cli } from "./helpers/paths.js";
+import { spawnTracked, type Tracked, useLeftoverCheck } from "./helpers/processes.js";
+import { open, type Server, startServe } from "./helpers/servers.js";
+
+useLeftoverCheck();
+
+const CHROMIUM = "/usr/bin/chromium";
+
+/** What the browser tests need and this machine lacks, or null. */
+function browserMissing(): string | null {
+  try {
+    createRequire(import.meta.url).resolve("playwright-core");
+  } catch {
+    return "playwright-core is not installed (npm ci installs it: a devDependency)";
+  }
+  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (Debian: apt-get install -y chromium)`;
+  return null;
+}
+
+const missing = browserMissing();
+const requireAll = process.env.REALFORK_REQUIRE_ALL === "1";
+if (missing && !requireAll) console.warn(`test/watch.test.ts: browser tests skipped: ${missing}`);
+
+type Browser = import("playwright-core").Browser;
+type Page = import("playwright-core").Page;
+
+/** realfork watch on a target; resolves once it printed its address. */
+async function startWatch(args: string[]): Promise<{ proc: Tracked; url: string }> {
+  const proc = spawnTracked(cli, ["watch", ...args]);
+  const m = await proc.waitFor(/^(http:\/\/127\.0\.0\.1:\d+\/\?token=([A-Za-z0-9_-]+))\n/, 10_000);
+  expect((m[2] as string).length).toBeGreaterThanOrEqual(16);
+  return { proc, url: m[1] as string };
+}
+
+/** Waits until the inline picture's text includes (or, with present false, no longer includes) `text`. */
+async function picture(page: Page, text: string, present = true): Promise<void> {
+  await page.waitForFunction(
+    ([t, p]) => (document.querySelector("#picture svg")?.textContent ?? "").includes(t as string) === p,
+    [text, present] as const,
+    { timeout: 10_000 },
+  );
+}
+
+describe("realfork watch: wrong input", () => {
+  it("refuses what it cannot watch, and any address but loopback", async () => {
+    const cases: Array<[string[], number, RegExp]> = [
+      [[], 2, /missing <pid>/],
+      [["12x"], 2, /<pid> must be a process id, not '12x'/],
+      [["999999999"], 1, /^realfork: no process 999999999\n$/],
+      [["--port", "1"], 1, /^realfork: nothing listens on TCP port 1/],
+      [
+        [String(process.pid), "--host", "0.0.0.0"],
+        2,
+        /--host must be 127.0.0.1 or ::1 \(loopback only\), not '0.0.0.0'/,
+      ],
+      [[String(process.pid), "--interval", "5"], 2, /--interval must be a whole number from 20 to 60000/],
+    ];
+    for (const [args, code, message] of cases) {
+      const p = spawnTracked(cli, ["watch", ...args]);
+      expect(await p.exited(), args.join(" ")).toEqual({ code, signal: null });
+      expect(p.stderr(), args.join(" ")).toMatch(message);
+      expect(p.stdout()).toBe("");
+    }
+  });
+});
+
+describe.skipIf(missing !== null && !requireAll)("realfork watch in chromium", () => {
+  let browser: Browser;
+
+  beforeAll(async () => {
+    if (missing) throw new Error(`REALFORK_REQUIRE_ALL=1 and ${missing}`);
+    const { chromium } = await import("playwright-core");
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it("shows the server and its listener; a client's socket appears and goes without a reload", async () => {
+    const server: Server = await startServe(["--quiet"]);
+    const listener = snapshot(server.pid).sockets.find((s) => s.state === "LISTEN");
+    const watch = await startWatch(["--port", String(server.port)]);
+    const page = await browser.newPage();
+    try {
+      await page.goto(watch.url);
+      await picture(page, `parent ${server.pid}`);
+      await picture(page, `socket:[${listener?.inode}]`);
+      // Set once: a reload would lose it.
+      await page.evaluate(() => {
+        (window as unknown as { loadedOnce: boolean }).loadedOnce = true;
+      });
+
+      const client = await open(server.port);
+      const endpoint = `127.0.0.1:${client.localPort}`;
+      let conn = snapshot(server.pid).sockets.find((s) => s.remote === endpoint);
+      for (let i = 0; i < 100 && !conn?.holders.some((h) => h.pid !== server.pid); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        conn = snapshot(server.pid).sockets.find((s) => s.remote === endpoint);
+      }
+      await picture(page, `socket:[${conn?.inode}]`);
+      await picture(page, `-> ${endpoint}`);
+      const child = conn?.holders.find((h) => h.pid !== server.pid)?.pid;
+      await picture(page, `child ${child}`);
+      expect(await page.locator("#timeline").textContent()).toContain(`socket:[${conn?.inode}]`);
+
+      client.end();
+      await picture(page, `socket:[${conn?.inode}]`, false);
+      await picture(page, `child ${child}`, false);
+      const timeline = await page.locator("#timeline").textContent();
+      expect(timeline).toContain(`[child ${child}] exited`);
+      expect(await page.evaluate(() => (window as unknown as { loadedOnce?: boolean }).loadedOnce)).toBe(true);
+
+      server.proc.child.kill("SIGTERM");
+      expect(await server.proc.exited()).toEqual({ code: 0, signal: null });
+      // The server gone: said on the page and on the terminal, and watch ends.
+      await page
+        .locator("#banner", { hasText: `the watched process ${server.pid} is gone` })
+        .waitFor({ timeout: 10_000 });
+      expect(await watch.proc.exited()).toEqual({ code: 0, signal: null });
+      expect(watch.proc.stderr()).toContain(`realfork watch: the watched process ${server.pid} is gone: stopped`);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("serves nothing without the token: 403, and the page says why", async () => {
+    const server = await startServe(["--quiet"]);
+    const watch = await startWatch([String(server.pid)]);
+    const page = await browser.newPage();
+    try {
+      const bare = watch.url.replace(/\?token=.*$/, "");
+      for (const url of [bare, `${bare}?token=wrong-token-of-24-chars`, `${bare}events`, `${bare}events?token=`]) {
+        const res = await page.goto(url);
+        expect(res?.status(), url).toBe(403);
+        const text = await page.locator("body").textContent();
+        expect(text).toContain("token required");
+        expect(text).not.toContain(String(server.pid));
+      }
+      const step = await fetch(`${bare}step?pid=${server.pid}`, { method: "POST" });
+      expect(step.status).toBe(403);
+      // With the token: the page.
+      expect((await page.goto(watch.url))?.status()).toBe(200);
+      await picture(page, `parent ${server.pid}`);
+      watch.proc.child.kill("SIGTERM");
+      await page.locator("#banner", { hasText: "realfork watch has stopped: SIGTERM" }).waitFor({ timeout: 10_000 });
+      expect(await watch.proc.exited()).toEqual({ code: 0, signal: null });
+      expect(watch.proc.stderr()).toContain("realfork watch: SIGTERM: stopped");
+    } finally {
+      await page.close();
+      server.proc.child.kill("SIGTERM");
+      await server.proc.exited();
+    }
+  });
+
+  it("steps a --step server by clicks to the moment after fork(): both sockets at refs 2", async () => {
+    const server = spawnTracked(cli, ["serve", "0", "--host", "127.0.0.1", "--quiet", "--step"]);
+    const line = await server.waitFor(/step \[parent (\d+)\] listening: .* on \S+:(\d+);/, 10_000, "stderr");
+    const port = Number(line[2]);
+    const watch = await startWatch([String(server.pid)]);
+    const page = await browser.newPage();
+    try {
+      await page.goto(watch.url);
+      const button = (pid: number, step: string) =>
+        page.locator(`#steps li:has([data-step-pid="${pid}"])`, { hasText: `waits after ${step}` });
+      await button(server.pid, "listening").waitFor({ timeout: 10_000 });
+      expect(await button(server.pid, "listening").textContent()).toContain("socket(), bind(), listen()");
+      await page.click(`[data-step-pid="${server.pid}"]`);
+      await page.locator("#steps", { hasText: "no process waits at a step now" }).waitFor({ timeout: 10_000 });
+
+      const client = await open(port);
+      client.on("error", () => {});
+      await button(server.pid, "accepted").waitFor({ timeout: 10_000 });
+      await page.click(`[data-step-pid="${server.pid}"]`);
+      await button(server.pid, "forked").waitFor({ timeout: 10_000 });
+      const child = Number(
+        await page.locator("#steps li", { hasText: "child-forked" }).locator("button").getAttribute("data-step-pid"),
+      );
+      await button(child, "child-forked").waitFor({ timeout: 10_000 });
+      // The moment after fork(): both wait, and the picture shows both sockets held twice.
+      await page.waitForFunction(
+        () =>
+          [...document.querySelectorAll("#picture svg text")].filter((t) => t.textContent === "refs 2").length === 2,
+        undefined,
+        { timeout: 10_000 },
+      );
+      const snap = snapshot(server.pid);
+      expect(snap.sockets.map((s) => s.holders.map((h) => h.pid))).toEqual([
+        [server.pid, child],
+        [server.pid, child],
+      ]);
+      expect(await page.locator("#timeline").textContent()).toContain(
+        `[child ${child}] appeared (forked by ${server.pid})`,
+      );
+
+      // The server stopped while both wait at a step: at once, page and terminal say so.
+      server.child.kill("SIGTERM");
+      expect(await server.died(5000)).toEqual({ code: 0, signal: null });
+      await page
+        .locator("#banner", { hasText: `the watched process ${server.pid} is gone` })
+        .waitFor({ timeout: 10_000 });
+      expect(await watch.proc.exited()).toEqual({ code: 0, signal: null });
+      client.destroy();
+    } finally {
+      await page.close();
+    }
+  });
+});
