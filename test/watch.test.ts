@@ -224,4 +224,62 @@ describe.skipIf(missing !== null && !requireAll)("realfork watch in chromium", (
       await page.close();
     }
   });
+  it("demo --web: one step per click on the real tables, to the end", async () => {
+    const demo = spawnTracked(cli, ["demo", "--web"]);
+    const url = (await demo.waitFor(/^(http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]{16,})$/m))[1] as string;
+    const page = await browser.newPage();
+    try {
+      await page.goto(url);
+      const steps: string[] = [];
+      for (;;) {
+        await page
+          .locator("#next:not([disabled]), #story:has(h2:text-is('The end'))")
+          .first()
+          .waitFor({ timeout: 20_000 });
+        if ((await page.locator("#story h2").textContent()) === "The end") break;
+        const text = (await page.locator("#story p").textContent()) ?? "";
+        steps.push(text);
+        const fork = /^Step 3 \[parent (\d+) and child (\d+)\]/.exec(text);
+        if (fork && steps.length === 3) {
+          // Part 1 at the moment after fork(): the page shows what the kernel shows.
+          const [parent, child] = [Number(fork[1]), Number(fork[2])];
+          await picture(page, `child ${child}`);
+          expect(snapshot(parent).sockets.map((s) => s.holders.map((h) => h.pid))).toEqual([
+            [parent, child],
+            [parent, child],
+          ]);
+          expect(await page.locator("#picture svg text", { hasText: /^refs 2$/ }).count()).toBe(2);
+        }
+        await page.click("#next");
+      }
+      // Parts 1 to 4, each step once and in order (8 + 7 + 7 + 5).
+      expect(steps).toHaveLength(27);
+      expect(steps.map((t) => Number(/^Step (\d+)/.exec(t)?.[1]))).toEqual([
+        1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5,
+      ]);
+      expect(await demo.exited(20_000)).toEqual({ code: 0, signal: null });
+      await page.locator("#banner", { hasText: "the demo is over" }).waitFor({ timeout: 10_000 });
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("demo --web: SIGTERM while its server waits at a step ends both at once", async () => {
+    const demo = spawnTracked(cli, ["demo", "--web"]);
+    const url = (await demo.waitFor(/^(http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]{16,})$/m))[1] as string;
+    const page = await browser.newPage();
+    try {
+      await page.goto(url);
+      await page.locator("#next:not([disabled])").waitFor({ timeout: 20_000 });
+      const parent = Number(/^Step 1 \[parent (\d+)\]/.exec((await page.locator("#story p").textContent()) ?? "")?.[1]);
+      expect(existsSync(`/proc/${parent}`)).toBe(true);
+      demo.child.kill("SIGTERM");
+      expect(await demo.died(5000)).toEqual({ code: 0, signal: null });
+      expect(demo.stderr()).toContain("realfork demo: SIGTERM: stopped, and its programs with it");
+      expect(existsSync(`/proc/${parent}`)).toBe(false);
+      await page.locator("#banner", { hasText: "realfork watch has stopped: SIGTERM" }).waitFor({ timeout: 10_000 });
+    } finally {
+      await page.close();
+    }
+  });
 });

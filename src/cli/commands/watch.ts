@@ -15,8 +15,11 @@ socket appeared, refs 2 -> 1, CLOSE_WAIT, a child exited. Prints the page's
 address on stdout, with a random token: without the token the page shows
 nothing (other local users can reach loopback too).
 
+What \`realfork check\` sees in one look is drawn in red, as in fds --svg.
 When the server runs with --step, each process that waits at a step gets a
-button that lets it go on (what \`realfork step PID\` does).
+button that lets it go on (what \`realfork step PID\` does); while one waits,
+nothing is drawn in red (right after fork() the child holds the listener
+until its next step: a held moment, not a leak).
 
 The tables are read once per interval, whatever the number of open pages.
 Ends on SIGINT/SIGTERM, or when the watched process is gone.

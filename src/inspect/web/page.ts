@@ -42,6 +42,7 @@ code, .mono, #timeline { font-family: "DejaVu Sans Mono", Menlo, monospace; font
 #timeline .refs { color: var(--accent); }
 #story p { margin: 0.3rem 0 0.6rem; }
 .muted { color: var(--muted); }
+body.ended #picture, body.ended #steps { opacity: 0.55; }
 /* The SVG's own colours, mapped to the theme. */
 #picture svg > rect[fill="#ffffff"], #picture svg rect[fill="#ffffff"] { fill: var(--bg); }
 #picture svg rect[fill="#f7f7f2"] { fill: var(--panel); }
@@ -69,11 +70,14 @@ const esc = (t) => String(t).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&l
 let lastSvg = "";
 let shownEvents = 0;
 let ended = false;
+let clickedSeq = 0;
 function end(text) {
   ended = true;
   q("#banner").textContent = text;
   q("#banner").classList.add("shown");
   for (const b of document.querySelectorAll("button")) b.disabled = true;
+  document.body.classList.add("ended");
+  q("#status").textContent = q("#status").textContent.replace(/^read at/, "last read at");
   source.close();
 }
 async function post(path, button) {
@@ -95,7 +99,7 @@ function render(s) {
     lastSvg = s.svg;
   }
   const steps = q("#steps");
-  steps.hidden = s.waiting.length === 0 && !s.stepped;
+  steps.hidden = !s.stepButtons || (s.waiting.length === 0 && !s.stepped);
   q("#steps ul").innerHTML = s.waiting.length === 0
     ? '<li class="muted">no process waits at a step now</li>'
     : s.waiting.map((w) => '<li><button type="button" data-step-pid="' + w.pid + '">Go on</button><span><span class="who">' + esc(w.role + " " + w.pid) + '</span> waits after <code>' + esc(w.step) + '</code>: ' + esc(w.detail) + '</span></li>').join("");
@@ -106,7 +110,8 @@ function render(s) {
     q("#story p").textContent = s.story.text;
     const next = q("#story button");
     next.textContent = s.story.done ? "The end" : "Next step";
-    next.disabled = !s.story.next || ended;
+    next.dataset.seq = s.story.seq;
+    next.disabled = !s.story.next || ended || s.story.seq === clickedSeq;
   }
   const list = q("#timeline ol");
   const batch = document.createDocumentFragment();
@@ -124,7 +129,10 @@ document.addEventListener("click", (ev) => {
   const b = ev.target.closest("button");
   if (!b || b.disabled) return;
   if (b.dataset.stepPid) post("step?pid=" + b.dataset.stepPid, b);
-  else if (b.id === "next") post("next", b);
+  else if (b.id === "next") {
+    clickedSeq = Number(b.dataset.seq);
+    post("next?seq=" + b.dataset.seq, b);
+  }
 });
 const source = new EventSource("events?token=" + encodeURIComponent(token));
 source.addEventListener("state", (e) => render(JSON.parse(e.data)));

@@ -21,8 +21,8 @@ export interface Story {
 }
 
 export interface WatchOptions {
-  /** The process whose tree is watched. */
-  root: number;
+  /** The process whose tree is watched; null: none until setRoot(). */
+  root: number | null;
   /** 127.0.0.1 (default) or ::1. */
   host?: string;
   /** 0 (default): the system picks one. */
@@ -31,6 +31,10 @@ export interface WatchOptions {
   intervalMs?: number;
   /** The page's "Next step" button (realfork demo --web). */
   onNext?: () => void;
+  /** Buttons that let waiting processes go on (default true; the demo steps them itself). */
+  stepButtons?: boolean;
+  /** Stop when the watched process is gone (default true; the demo moves on to its next server). */
+  endWhenGone?: boolean;
 }
 
 interface TimelineEntry extends Change {
@@ -46,7 +50,8 @@ interface State {
   svg: string;
   waiting: Array<Omit<WaitingProcess, "fifo">>;
   stepped: boolean;
-  story: Story | null;
+  stepButtons: boolean;
+  story: (Story & { seq: number }) | null;
   firstEvent: number;
   timeline: TimelineEntry[];
 }
@@ -58,15 +63,17 @@ export class WatchServer {
   url = "";
   readonly token = randomBytes(18).toString("base64url");
   readonly #http: Server;
-  readonly #options: Required<Omit<WatchOptions, "onNext">> & Pick<WatchOptions, "onNext">;
+  readonly #options: Required<Omit<WatchOptions, "onNext">>;
+  #onNext: (() => void) | null;
   readonly #pages = new Set<ServerResponse>();
-  #root: number;
+  #root: number | null;
   #timer: NodeJS.Timeout | null = null;
   #last: FdSnapshot | null = null;
   #state: State | null = null;
   #reads = 0;
   #stepped = false;
-  #story: Story | null = null;
+  #story: (Story & { seq: number }) | null = null;
+  #storySeq = 0;
   #timeline: TimelineEntry[] = [];
   #dropped = 0;
   #ended: ((why: string) => void) | null = null;
@@ -75,8 +82,10 @@ export class WatchServer {
   readonly ended: Promise<string>;
 
   constructor(options: WatchOptions) {
-    this.#options = { host: "127.0.0.1", port: 0, intervalMs: 250, ...options };
+    const { onNext: _, ...rest } = options;
+    this.#options = { host: "127.0.0.1", port: 0, intervalMs: 250, stepButtons: true, endWhenGone: true, ...rest };
     this.#root = options.root;
+    this.#onNext = options.onNext ?? null;
     this.#http = createServer((req, res) => this.#serve(req, res));
     this.ended = new Promise((resolve) => {
       this.#ended = resolve;
@@ -97,15 +106,20 @@ export class WatchServer {
     return this.url;
   }
 
-  /** Watches another process tree from now on (the demo's next server). */
-  setRoot(pid: number): void {
+  /** Watches another process tree from now on (the demo's next program); `what` goes into the timeline. */
+  setRoot(pid: number, what: string): void {
     this.#root = pid;
     this.#last = null;
+    this.#add([{ kind: "process", text: `watching ${what}, pid ${pid}` }]);
     this.#read();
   }
 
+  setOnNext(onNext: () => void): void {
+    this.#onNext = onNext;
+  }
+
   setStory(story: Story | null): void {
-    this.#story = story;
+    this.#story = story === null ? null : { ...story, seq: ++this.#storySeq };
     this.#publish(true);
   }
 
@@ -130,10 +144,10 @@ export class WatchServer {
   }
 
   #read(): void {
-    if (this.#stopped) return;
     const root = this.#root;
+    if (this.#stopped || root === null) return;
     if (!processExists(root)) {
-      void this.stop(`the watched process ${root} is gone`);
+      if (this.#options.endWhenGone) void this.stop(`the watched process ${root} is gone`);
       return;
     }
     const snap = snapshot(root);
@@ -141,7 +155,11 @@ export class WatchServer {
     const tree = new Set(snap.processes.map((p) => p.pid));
     const waiting = waitingProcesses().filter((w) => tree.has(w.pid));
     if (waiting.length > 0) this.#stepped = true;
-    const { findings, pool } = judgeSnapshot(snap);
+    // A moment held at a step is not a leak (right after fork() the child
+    // holds the listener until its next step): check's findings are drawn
+    // only when no process of the tree waits at a step.
+    const { findings: found, pool } = judgeSnapshot(snap);
+    const findings = waiting.length > 0 ? [] : found;
     const roles = new Map((pool?.workers ?? []).map((pid) => [pid, "worker"]));
     const svg = renderSvg(pictureModel(snap, { findings, roles })).replace(/^<\?xml[^>]*>\n/, "");
     const before = this.#state;
@@ -167,6 +185,7 @@ export class WatchServer {
       svg,
       waiting: waiting.map(({ fifo: _, ...w }) => w),
       stepped: this.#stepped,
+      stepButtons: this.#options.stepButtons,
       story: this.#story,
       firstEvent: this.#dropped,
       timeline: this.#timeline,
@@ -215,17 +234,23 @@ export class WatchServer {
           "content-security-policy":
             "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'",
         })
-        .end(watchPage(`realfork watch ${this.#root}`));
+        .end(watchPage(`realfork watch ${this.#root ?? ""}`.trimEnd()));
     } else if (route === "GET /events") {
       res.writeHead(200, { "content-type": "text/event-stream", connection: "keep-alive" });
       res.write("retry: 1000\n\n");
       if (this.#state) res.write(`event: state\ndata: ${JSON.stringify(this.#state)}\n\n`);
       this.#pages.add(res);
       req.on("close", () => this.#pages.delete(res));
-    } else if (route === "POST /step") {
+    } else if (route === "POST /step" && this.#options.stepButtons) {
       void this.#step(Number(url.searchParams.get("pid")), res);
-    } else if (route === "POST /next" && this.#options.onNext) {
-      if (this.#story?.next) this.#options.onNext();
+    } else if (route === "POST /next" && this.#onNext) {
+      // The step the page showed: a second click (or one sent before the
+      // page heard of the next step) does not skip a step.
+      if (this.#story?.next && this.#story.seq === Number(url.searchParams.get("seq"))) {
+        this.#story = { ...this.#story, next: false };
+        this.#publish(true);
+        this.#onNext();
+      }
       res.writeHead(204).end();
     } else {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
