@@ -4,7 +4,8 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { snapshot } from "../src/inspect/fdtable.js";
+import { type FdSnapshot, type ProcessEntry, type SocketEntry, snapshot } from "../src/inspect/fdtable.js";
+import { changes } from "../src/inspect/web/changes.js";
 import { cli } from "./helpers/paths.js";
 import { spawnTracked, type Tracked, useLeftoverCheck } from "./helpers/processes.js";
 import { open, type Server, startServe } from "./helpers/servers.js";
@@ -47,6 +48,83 @@ async function picture(page: Page, text: string, present = true): Promise<void> 
     { timeout: 10_000 },
   );
 }
+
+describe("the timeline: what changed between two readings", () => {
+  const proc = (pid: number, ppid: number, fds: Array<[number, number]>): ProcessEntry => ({
+    pid,
+    ppid,
+    command: "node",
+    descriptors: fds.map(([fd, inode]) => ({ fd, type: "tcp" as const, target: `socket:[${inode}]`, inode })),
+  });
+  const sock = (
+    inode: number,
+    state: string,
+    remote: string | null,
+    holders: Array<[number, number]>,
+  ): SocketEntry => ({
+    inode,
+    local: "127.0.0.1:9190",
+    remote,
+    state,
+    holders: holders.map(([pid, fd]) => ({ pid, fd })),
+    descriptions: null,
+  });
+  const snap = (processes: ProcessEntry[], sockets: SocketEntry[]): FdSnapshot => ({
+    platform: "linux",
+    root: 100,
+    unavailable: [],
+    processes,
+    sockets,
+  });
+
+  it("says which socket appeared, whose close() took refs 2 -> 1, a state change, an exit, a socket gone", () => {
+    const forked = snap(
+      [
+        proc(100, 1, [
+          [3, 11],
+          [4, 22],
+        ]),
+        proc(200, 100, [
+          [3, 11],
+          [4, 22],
+        ]),
+      ],
+      [
+        sock(11, "LISTEN", null, [
+          [100, 3],
+          [200, 3],
+        ]),
+        sock(22, "ESTABLISHED", "127.0.0.1:5000", [
+          [100, 4],
+          [200, 4],
+        ]),
+      ],
+    );
+    expect(changes(null, forked).map((c) => c.text)).toEqual([
+      "socket:[11] 127.0.0.1:9190 LISTEN appeared, held by 100:3 200:3 (refs 2)",
+      "socket:[22] 127.0.0.1:9190 <-> 127.0.0.1:5000 ESTABLISHED appeared, held by 100:4 200:4 (refs 2)",
+    ]);
+    const closed = snap(
+      [proc(100, 1, [[3, 11]]), proc(200, 100, [[4, 22]])],
+      [sock(11, "LISTEN", null, [[100, 3]]), sock(22, "CLOSE_WAIT", "127.0.0.1:5000", [[200, 4]])],
+    );
+    expect(changes(forked, closed)).toEqual([
+      { kind: "refs", text: "socket:[11] 127.0.0.1:9190 refs 2 -> 1: close(3) in [child 200]" },
+      { kind: "socket", text: "socket:[22] 127.0.0.1:9190 <-> 127.0.0.1:5000 ESTABLISHED -> CLOSE_WAIT" },
+      { kind: "refs", text: "socket:[22] 127.0.0.1:9190 <-> 127.0.0.1:5000 refs 2 -> 1: close(4) in [parent 100]" },
+    ]);
+    const exited = snap([proc(100, 1, [[3, 11]])], [sock(11, "LISTEN", null, [[100, 3]])]);
+    expect(changes(closed, exited).map((c) => c.text)).toEqual([
+      "[child 200] exited",
+      "socket:[22] 127.0.0.1:9190 <-> 127.0.0.1:5000 CLOSE_WAIT: no descriptor left (refs 1 -> 0), the kernel has closed it",
+    ]);
+    expect(changes(exited, exited)).toEqual([]);
+    const again = snap([proc(100, 1, [[3, 11]]), proc(300, 100, [])], [sock(11, "LISTEN", null, [[100, 3]])]);
+    expect(changes(exited, again).map((c) => c.text)).toEqual([
+      "[child 300] appeared (forked by 100), holding no socket",
+    ]);
+  });
+});
 
 describe("realfork watch: wrong input", () => {
   it("refuses what it cannot watch, and any address but loopback", async () => {

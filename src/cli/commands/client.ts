@@ -70,7 +70,8 @@ export async function clientCommand(argv: string[]): Promise<void> {
     closeInsteadOfShutdown: values["close-instead-of-shutdown"] ?? false,
     idleTimeoutMs: timeout * 1000,
     stopFd,
-    ...(values.step ? { onStep: new Stepper().onClientStep } : {}),
+    // A step's wait ends on the same pipe (src/inspect/step.ts).
+    ...(values.step ? { onStep: new Stepper({ stopFd }).onClientStep } : {}),
   });
   if (result.stoppedBy) warn(`realfork client: ${result.stoppedBy}: stopped`);
   if (result.problem) warn(`realfork: ${result.problem}`);

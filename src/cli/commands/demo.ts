@@ -394,17 +394,11 @@ class Stepped {
     });
   }
 
-  /** SIGTERM, and every process that waits at a step goes on, until the program has ended. */
+  /** SIGTERM, which ends a stepped program at once, waiting processes included; resolves when it has ended. */
   async stop(): Promise<void> {
     if (this.#exited) return;
     this.child.kill("SIGTERM");
-    // A process that waits at a step handles SIGTERM only once it goes on,
-    // and the way out has steps of its own (reaped).
-    const exited = this.exited();
-    while (!this.#exited) {
-      for (const pid of new Set(this.#seen.map((s) => s.pid))) await goOn(pid, 0).catch(() => {});
-      await Promise.race([exited, sleep(50)]);
-    }
+    await this.exited();
   }
 }
 
