@@ -13,6 +13,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -194,18 +195,24 @@ function tmpFor<T>(body: (tmp: string, env: NodeJS.ProcessEnv) => Promise<T>): P
   });
 }
 
+/** A stepped server (started with `env`) taken to the moment after fork(): parent and child wait. */
+async function toFork(env: NodeJS.ProcessEnv = process.env): Promise<{ p: Tracked; client: Socket; child: number }> {
+  const p = spawnTracked(cli, ["serve", "0", "--host", "127.0.0.1", "--quiet", "--step"], { env });
+  const line = await p.waitFor(/step \[parent \d+\] listening: .* on \S+:(\d+);/, 10_000, "stderr");
+  await goOn(p.pid);
+  const client = await open(Number(line[1]));
+  client.on("error", () => {});
+  await at(p, "parent", "accepted");
+  await goOn(p.pid);
+  const child = await at(p, "child", "child-forked");
+  await at(p, "parent", "forked");
+  return { p, client, child };
+}
+
 describe("a stop signal while processes wait at a step", () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     it(`${signal} to the parent ends parent and child at once, right after fork()`, async () => {
-      const p = spawnTracked(cli, ["serve", "0", "--host", "127.0.0.1", "--quiet", "--step"]);
-      const line = await p.waitFor(/step \[parent \d+\] listening: .* on \S+:(\d+);/, 10_000, "stderr");
-      await goOn(p.pid);
-      const client = await open(Number(line[1]));
-      client.on("error", () => {});
-      await at(p, "parent", "accepted");
-      await goOn(p.pid);
-      const child = await at(p, "child", "child-forked");
-      await at(p, "parent", "forked");
+      const { p, client, child } = await toFork();
       p.child.kill(signal);
       // Nobody lets them go on: the signal alone ends both.
       expect(await p.died(5000)).toEqual({ code: 0, signal: null });
@@ -261,15 +268,7 @@ describe("realfork step without a pid", () => {
       const first = spawnTracked(cli, ["serve", "0", "--host", "127.0.0.1", "--step"], { env });
       await at(first, "parent", "listening");
       // A second one killed right after fork(): its child still waits, an orphan.
-      const second = spawnTracked(cli, ["serve", "0", "--host", "127.0.0.1", "--step"], { env });
-      const line = await second.waitFor(/step \[parent \d+\] listening: .* on \S+:(\d+);/, 10_000, "stderr");
-      await goOn(second.pid);
-      const client = await open(Number(line[1]));
-      client.on("error", () => {});
-      await at(second, "parent", "accepted");
-      await goOn(second.pid);
-      const child = await at(second, "child", "child-forked");
-      await at(second, "parent", "forked");
+      const { p: second, client, child } = await toFork(env);
       first.child.kill("SIGKILL");
       second.child.kill("SIGKILL");
       await first.died();

@@ -40,6 +40,13 @@ async function startWatch(args: string[]): Promise<{ proc: Tracked; url: string 
   return { proc, url: m[1] as string };
 }
 
+/** realfork demo --web; resolves once it printed the page's address (the first line of its stdout). */
+async function startDemoWeb(): Promise<{ demo: Tracked; url: string }> {
+  const demo = spawnTracked(cli, ["demo", "--web"]);
+  const url = (await demo.waitFor(/^(http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]{16,})$/m))[1] as string;
+  return { demo, url };
+}
+
 /** Waits until the inline picture's text includes (or, with present false, no longer includes) `text`. */
 async function picture(page: Page, text: string, present = true): Promise<void> {
   await page.waitForFunction(
@@ -302,9 +309,9 @@ describe.skipIf(missing !== null && !requireAll)("realfork watch in chromium", (
       await page.close();
     }
   });
+
   it("demo --web: one step per click on the real tables, to the end", async () => {
-    const demo = spawnTracked(cli, ["demo", "--web"]);
-    const url = (await demo.waitFor(/^(http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]{16,})$/m))[1] as string;
+    const { demo, url } = await startDemoWeb();
     const page = await browser.newPage();
     try {
       await page.goto(url);
@@ -343,8 +350,7 @@ describe.skipIf(missing !== null && !requireAll)("realfork watch in chromium", (
   });
 
   it("demo --web: SIGTERM while its server waits at a step ends both at once", async () => {
-    const demo = spawnTracked(cli, ["demo", "--web"]);
-    const url = (await demo.waitFor(/^(http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]{16,})$/m))[1] as string;
+    const { demo, url } = await startDemoWeb();
     const page = await browser.newPage();
     try {
       await page.goto(url);
