@@ -146,9 +146,11 @@ describe("realfork watch: wrong input", () => {
         /--host must be 127.0.0.1 or ::1 \(loopback only\), not '0.0.0.0'/,
       ],
       [[String(process.pid), "--interval", "5"], 2, /--interval must be a whole number from 20 to 60000/],
+      [["demo", "--web", "--json"], 2, /--web tells the story in the browser; --json is for machines/],
+      [["demo", "--http-port", "8080"], 2, /--http-port goes with --web/],
     ];
     for (const [args, code, message] of cases) {
-      const p = spawnTracked(cli, ["watch", ...args]);
+      const p = spawnTracked(cli, args[0] === "demo" ? args : ["watch", ...args]);
       expect(await p.exited(), args.join(" ")).toEqual({ code, signal: null });
       expect(p.stderr(), args.join(" ")).toMatch(message);
       expect(p.stdout()).toBe("");
@@ -225,6 +227,32 @@ describe.skipIf(missing !== null && !requireAll)("realfork watch in chromium", (
       expect(watch.proc.stderr()).toContain(`realfork watch: the watched process ${server.pid} is gone: stopped`);
     } finally {
       await page.close();
+    }
+  });
+
+  it("reads the tables once per interval, not once per page; light and dark from the browser's setting", async () => {
+    const server = await startServe(["--quiet"]);
+    // One reading a minute: any reading a page caused would show in the count.
+    const watch = await startWatch([String(server.pid), "--interval", "60000"]);
+    const pages = await Promise.all(
+      (["light", "dark", "light"] as const).map((colorScheme) => browser.newPage({ colorScheme })),
+    );
+    try {
+      for (const page of pages) {
+        await page.goto(watch.url);
+        await picture(page, `parent ${server.pid}`);
+        expect(await page.locator("#status").textContent()).toMatch(/\(1 reading, one every 60000 ms/);
+      }
+      const background = (page: Page) => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+      expect(await background(pages[0] as Page)).toBe("rgb(255, 255, 255)");
+      expect(await background(pages[1] as Page)).toBe("rgb(21, 23, 27)");
+      watch.proc.child.kill("SIGINT");
+      expect(await watch.proc.exited()).toEqual({ code: 0, signal: null });
+      expect(watch.proc.stderr()).toContain("realfork watch: SIGINT: stopped");
+    } finally {
+      for (const page of pages) await page.close();
+      server.proc.child.kill("SIGTERM");
+      await server.proc.exited();
     }
   });
 

@@ -93,7 +93,7 @@ const clock = (ms) => { const d = new Date(ms); return pad(d.getHours(), 2) + ":
 function render(s) {
   q("#title").textContent = s.title;
   document.title = s.title;
-  q("#status").textContent = "read at " + clock(s.at) + " (" + s.reads + " readings, one every " + s.intervalMs + " ms, shared by every open page)";
+  q("#status").textContent = "read at " + clock(s.at) + " (" + s.reads + (s.reads === 1 ? " reading" : " readings") + ", one every " + s.intervalMs + " ms, shared by every open page)";
   if (s.svg !== lastSvg) {
     q("#picture").innerHTML = s.svg;
     lastSvg = s.svg;
@@ -145,6 +145,7 @@ export function watchPage(title: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
+<link rel="icon" href="data:,">
 <title>${escapeXml(title)}</title>
 <style>${STYLE}</style>
 </head><body>

@@ -232,7 +232,7 @@ export class WatchServer {
         .writeHead(200, {
           "content-type": "text/html; charset=utf-8",
           "content-security-policy":
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src data:",
         })
         .end(watchPage(`realfork watch ${this.#root ?? ""}`.trimEnd()));
     } else if (route === "GET /events") {
