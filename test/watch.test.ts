@@ -241,7 +241,7 @@ describe.skipIf(missing !== null && !requireAll)("realfork watch in chromium", (
       for (const page of pages) {
         await page.goto(watch.url);
         await picture(page, `parent ${server.pid}`);
-        expect(await page.locator("#status").textContent()).toMatch(/\(1 reading, one every 60000 ms/);
+        expect(await page.locator("#status").textContent()).toMatch(/\(reading 1; the tables are read every 60000 ms/);
       }
       const background = (page: Page) => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
       expect(await background(pages[0] as Page)).toBe("rgb(255, 255, 255)");

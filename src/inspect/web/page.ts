@@ -77,7 +77,7 @@ function end(text) {
   q("#banner").classList.add("shown");
   for (const b of document.querySelectorAll("button")) b.disabled = true;
   document.body.classList.add("ended");
-  q("#status").textContent = q("#status").textContent.replace(/^read at/, "last read at");
+
   source.close();
 }
 async function post(path, button) {
@@ -93,7 +93,7 @@ const clock = (ms) => { const d = new Date(ms); return pad(d.getHours(), 2) + ":
 function render(s) {
   q("#title").textContent = s.title;
   document.title = s.title;
-  q("#status").textContent = "read at " + clock(s.at) + " (" + s.reads + (s.reads === 1 ? " reading" : " readings") + ", one every " + s.intervalMs + " ms, shared by every open page)";
+  q("#status").textContent = "last change seen at " + clock(s.at) + " (reading " + s.reads + "; the tables are read every " + s.intervalMs + " ms, once for all open pages)";
   if (s.svg !== lastSvg) {
     q("#picture").innerHTML = s.svg;
     lastSvg = s.svg;

@@ -102,7 +102,13 @@ export class WatchServer {
     const bound = (this.#http.address() as AddressInfo).port;
     this.url = `http://${host.includes(":") ? `[${host}]` : host}:${bound}/?token=${this.token}`;
     this.#read();
-    this.#timer = setInterval(() => this.#read(), this.#options.intervalMs);
+    this.#timer = setInterval(() => {
+      try {
+        this.#read();
+      } catch (err) {
+        void this.stop(`reading the tables failed: ${(err as Error).message}`);
+      }
+    }, this.#options.intervalMs);
     return this.url;
   }
 
@@ -120,12 +126,6 @@ export class WatchServer {
 
   setStory(story: Story | null): void {
     this.#story = story === null ? null : { ...story, seq: ++this.#storySeq };
-    this.#publish(true);
-  }
-
-  /** Adds a line of the story's own to the timeline. */
-  note(text: string): void {
-    this.#add([{ kind: "process", text }]);
     this.#publish(true);
   }
 
@@ -158,9 +158,9 @@ export class WatchServer {
     // A moment held at a step is not a leak (right after fork() the child
     // holds the listener until its next step): check's findings are drawn
     // only when no process of the tree waits at a step.
-    const { findings: found, pool } = judgeSnapshot(snap);
-    const findings = waiting.length > 0 ? [] : found;
-    const roles = new Map((pool?.workers ?? []).map((pid) => [pid, "worker"]));
+    const judged = judgeSnapshot(snap);
+    const findings = waiting.length > 0 ? [] : judged.findings;
+    const roles = new Map((judged.pool?.workers ?? []).map((pid) => [pid, "worker"]));
     const svg = renderSvg(pictureModel(snap, { findings, roles })).replace(/^<\?xml[^>]*>\n/, "");
     const before = this.#state;
     const waitingKey = JSON.stringify(waiting.map((w) => [w.pid, w.step]));
