@@ -256,6 +256,38 @@ describe.skipIf(missing !== null && !requireAll)("realfork watch in chromium", (
     }
   });
 
+  it("a few dozen children on a laptop screen: all drawn, no sideways scrolling, text of at least 10 px", async () => {
+    const server = await startServe(["--quiet"]);
+    const watch = await startWatch([String(server.pid)]);
+    const page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    const clients = await Promise.all(Array.from({ length: 30 }, () => open(server.port)));
+    try {
+      await page.goto(watch.url);
+      await page.waitForFunction(
+        () => (document.querySelector("#picture svg")?.textContent?.match(/child \d+/g) ?? []).length === 30,
+        undefined,
+        { timeout: 20_000 },
+      );
+      const layout = await page.evaluate(() => {
+        const svg = document.querySelector("#picture svg") as SVGSVGElement;
+        const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+        return {
+          scrollsSideways: document.documentElement.scrollWidth > window.innerWidth,
+          textPx: scale * Number(svg.getAttribute("font-size")),
+        };
+      });
+      expect(layout.scrollsSideways).toBe(false);
+      expect(layout.textPx).toBeGreaterThanOrEqual(10);
+    } finally {
+      for (const c of clients) c.destroy();
+      await page.close();
+      server.proc.child.kill("SIGTERM");
+      await server.proc.exited();
+      watch.proc.child.kill("SIGTERM");
+      await watch.proc.exited();
+    }
+  });
+
   it("serves nothing without the token: 403, and the page says why", async () => {
     const server = await startServe(["--quiet"]);
     const watch = await startWatch([String(server.pid)]);

@@ -10,7 +10,7 @@ export const WATCH_USAGE = `Usage: realfork watch <pid> [options]
 
 Serves a page, on loopback only, with the picture of \`realfork fds --svg\`
 (processes, their descriptors, each socket with its state and refs), redrawn
-within a moment of each change, and below it a timeline of what changed: a
+within a moment of each change, and beside it a timeline of what changed: a
 socket appeared, refs 2 -> 1, CLOSE_WAIT, a child exited. Prints the page's
 address on stdout, with a random token: without the token the page shows
 nothing (other local users can reach loopback too).
