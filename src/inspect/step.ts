@@ -10,6 +10,7 @@
 // the tables show only what the program itself holds; the first process
 // holds its FIFO open while it waits, to be stopped by a signal (below).
 import {
+  chmodSync,
   closeSync,
   constants,
   fstatSync,
@@ -60,9 +61,10 @@ export class Stepper {
   /** Made in the program's first process, before any fork(); that process removes the directory when it exits. */
   constructor(options: StepperOptions = {}) {
     this.#root = native.getpid();
-    // mkdtemp makes it mode 0700; the root's pid in the name says whose it is
-    // once that process is gone (realfork step then removes it).
+    // The root's pid in the name says whose it is once that process is gone
+    // (realfork step then removes it).
     this.dir = mkdtempSync(join(tmpdir(), `${STEP_DIR_PREFIX}${this.#root}-`));
+    chmodSync(this.dir, 0o700); // whatever the umask: realfork step takes only 0700 folders
     this.#out = options.out ?? ((line) => writeAll(2, `${line}\n`));
     this.#stopFd = options.stopFd ?? -1;
     this.#out(
