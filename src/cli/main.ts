@@ -18,6 +18,7 @@ Commands
   check <pid>           find descriptor leaks, zombies and CLOSE_WAIT in a forking server
   demo                  the story of one connection, told with real fd tables
   step <pid>            let a process of serve --step or client --step go on
+  watch <pid>           the descriptor picture live in the browser (loopback, with a token)
   bench                 drive one server with the C load generator; what fork costs
   bench-http            forked http workers against node:cluster (fork({ eventLoop }))
   compare               the C server and realfork serve side by side: behaviour, then speed
@@ -49,6 +50,7 @@ const commands: Record<string, () => Promise<Command>> = {
   "bench-http": async () => (await import("./commands/bench-http.js")).benchHttpCommand,
   compare: async () => (await import("./commands/compare.js")).compareCommand,
   step: async () => (await import("./commands/step.js")).stepCommand,
+  watch: async () => (await import("./commands/watch.js")).watchCommand,
 };
 
 /**

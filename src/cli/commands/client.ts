@@ -83,7 +83,8 @@ export async function clientCommand(argv: string[]): Promise<void> {
     prefixPerLine: values["prefix-per-line"] ?? false,
     idleTimeoutMs: timeoutMs,
     stopFd,
-    ...(values.step ? { onStep: new Stepper().onClientStep } : {}),
+    // A step's wait ends on the same pipe (src/inspect/step.ts).
+    ...(values.step ? { onStep: new Stepper({ stopFd }).onClientStep } : {}),
   });
   if (result.stoppedBy) warn(`realfork client: ${result.stoppedBy}: stopped`);
   if (result.problem) warn(`realfork: ${result.problem}`);
