@@ -52,12 +52,13 @@ describe("realfork check: usage and targets", () => {
     [["1", "2"], /unexpected argument '2'/],
     [["--port", "0"], /<port> must be a number from 1/],
     [["1", "--probe", "x"], /--probe must be a whole number from 0 to 64/],
-    [["1", "--timeout", "0"], /--timeout must be a whole number/],
+    [["1", "--timeout", "0"], /--timeout must be a duration from 1ms to 600s/],
+    [["1", "--timeout", "500"], /--timeout needs a unit: 500s or 500ms/],
   ])("check %j is a usage error (exit 2)", async (args, message) => {
     const r = await check(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
-    expect(r.stderr).toContain("Usage: realfork check <pid>");
+    expect(r.stderr).toContain("(see realfork check --help)\n");
   });
 
   it("says so when there is no such process or nothing on the port (exit 2)", async () => {
@@ -117,7 +118,7 @@ describe("realfork check: realfork serve", () => {
 
   it("--leak-parent: the acceptor keeps each probe's socket, in CLOSE_WAIT, and its descriptors grow", async () => {
     const server = await startServe(["--leak-parent"]);
-    const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1000"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1s"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "connection-in-parent", "descriptor-growth"]);
     const probePorts = report.probes.map((p) => p.local).sort();
@@ -274,7 +275,7 @@ describe("realfork check: other servers", () => {
 
   it("close-wait: children that read EOF and never close", async () => {
     const server = await startPy("stuck-child");
-    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "500"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "500ms"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "close-wait"]);
     for (const f of report.findings) {
@@ -287,7 +288,7 @@ describe("realfork check: other servers", () => {
 
   it("connection-in-sibling: children inherit the connections the parent kept", async () => {
     const server = await startPy("leak-parent");
-    const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1000"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1s"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "connection-in-parent", "connection-in-sibling", "descriptor-growth"]);
     const sibling = finding(report, "connection-in-sibling");
@@ -312,13 +313,13 @@ describe("realfork check: other servers", () => {
 
   it("a silent server does not hang check: no answer, no close; could not judge (exit 2), not a pass", async () => {
     const server = await startPy("silent");
-    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "300"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "300ms"]);
     for (const p of report.probes) expect(p).toMatchObject({ connected: true, echoed: false, closedByServer: false });
     // It accepted them (it holds them), so someone accepts; what it does with them is not known within 300 ms.
     expect(report.findings).toEqual([]);
     expect(report.notJudged).toHaveLength(1);
     expect(report.notJudged[0]).toMatch(
-      /^none of the 2 probes was answered or closed by the server within --timeout 300 ms/,
+      /^none of the 2 probes was answered or closed by the server within --timeout 300ms/,
     );
     expect(code).toBe(2);
     await stop(server);
@@ -326,7 +327,7 @@ describe("realfork check: other servers", () => {
 
   it("a server that exits during the check is reported, not a crash", async () => {
     const server = await startPy("exit");
-    const r = await check([String(server.pid), "--probe", "2", "--timeout", "500"]);
+    const r = await check([String(server.pid), "--probe", "2", "--timeout", "500ms"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("");
     expect(r.stdout).toContain(`the server (pid ${server.pid}) exited during the probes`);
@@ -420,7 +421,7 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     process.kill(server.pid, "SIGKILL");
     await server.proc.died();
     for (let i = 0; i < 100 && ps().find((p) => p.pid === orphan)?.ppid !== 1; i++) await sleep(20);
-    const { code, report } = await checkJson(["--port", String(server.port), "--probe", "2", "--timeout", "500"]);
+    const { code, report } = await checkJson(["--port", String(server.port), "--probe", "2", "--timeout", "500ms"]);
     expect(code).toBe(1);
     expect(report.root).toBe(orphan);
     expect(kinds(report)).toEqual(["orphaned-listener"]);
@@ -452,7 +453,7 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     const [orphan] = (await childrenOf(serverPid, 1)) as [number];
     process.kill(serverPid, "SIGKILL");
     for (let i = 0; i < 100 && ps().find((p) => p.pid === orphan)?.ppid !== reaper.pid; i++) await sleep(20);
-    const { code, report } = await checkJson(["--port", String(port), "--probe", "1", "--timeout", "500"]);
+    const { code, report } = await checkJson(["--port", String(port), "--probe", "1", "--timeout", "500ms"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["orphaned-listener"]);
     expect(finding(report, "orphaned-listener")?.message).toContain(
@@ -470,7 +471,7 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     process.kill(server.pid, "SIGKILL");
     await server.proc.died();
     for (let i = 0; i < 100 && ps().find((p) => p.pid === helper)?.ppid !== 1; i++) await sleep(20);
-    const { code, report } = await checkJson(["--port", String(server.port), "--probe", "1", "--timeout", "500"]);
+    const { code, report } = await checkJson(["--port", String(server.port), "--probe", "1", "--timeout", "500ms"]);
     expect(code).toBe(1);
     expect(report).toMatchObject({ root: helper, command: "sleep" });
     expect(kinds(report)).toEqual(["orphaned-listener"]);
@@ -495,13 +496,13 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
 
   it("a listener that never accepts, its server alive: could not judge, exit 2", async () => {
     const server = await startHolders("deaf");
-    const r = await check([String(server.pid), "--probe", "2", "--timeout", "300"]);
+    const r = await check([String(server.pid), "--probe", "2", "--timeout", "300ms"]);
     expect(r.code).toBe(2);
     expect(r.stdout).toMatch(
       /^realfork check: could not judge pid \d+ \(python3\), listening on 127\.0\.0\.1:\d+, after 2 probes \(0 answered, 0 closed by the server\)\n/,
     );
     expect(r.stdout).toContain(
-      `not judged: nobody accepted the 2 probe connections within --timeout 300 ms (accept queue 2): the holders of the listener (${server.pid} asleep in `,
+      `not judged: nobody accepted the 2 probe connections within --timeout 300ms (accept queue 2): the holders of the listener (${server.pid} asleep in `,
     );
     await stop(server);
   });
@@ -518,11 +519,11 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
       "served connections while their parent did not accept (asleep in pause())",
     ]);
     expect(quiet.code).toBe(0);
-    const probed = await checkJson([String(server.pid), "--probe", "1", "--timeout", "300"]);
+    const probed = await checkJson([String(server.pid), "--probe", "1", "--timeout", "300ms"]);
     expect(probed.report.findings).toEqual([]);
     expect(probed.report.notJudged).toEqual([
       expect.stringMatching(
-        /^nobody accepted the 1 probe connection within --timeout 300 ms \(accept queue 2\): the holders of the listener \(\d+ asleep in pause\(\); \d+ asleep in recvfrom\(\)\) are busy or have stopped accepting$/,
+        /^nobody accepted the 1 probe connection within --timeout 300ms \(accept queue 2\): the holders of the listener \(\d+ asleep in pause\(\); \d+ asleep in recvfrom\(\)\) are busy or have stopped accepting$/,
       ),
     ]);
     expect(probed.code).toBe(2);
@@ -533,11 +534,11 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
 
   it("a --timeout shorter than the server takes to answer: could not judge, exit 2", async () => {
     const server = await startHolders("slow");
-    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "200"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "200ms"]);
     expect(code).toBe(2);
     expect(report.findings).toEqual([]);
     expect(report.notJudged).toEqual([
-      "none of the 2 probes was answered or closed by the server within --timeout 200 ms, so what they left behind was not judged, only the looks before them (a longer --timeout, or a server that answers a line)",
+      "none of the 2 probes was answered or closed by the server within --timeout 200ms, so what they left behind was not judged, only the looks before them (a longer --timeout, or a server that answers a line)",
     ]);
     await stop(server);
   });
@@ -582,7 +583,7 @@ describe("realfork check --unix PATH", () => {
     process.kill(server.pid, "SIGKILL");
     await server.proc.died();
     for (let i = 0; i < 100 && ps().find((p) => p.pid === child)?.ppid !== 1; i++) await sleep(20);
-    const { code, report } = await checkJson(["--unix", path, "--probe", "2", "--timeout", "500"]);
+    const { code, report } = await checkJson(["--unix", path, "--probe", "2", "--timeout", "500ms"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["orphaned-listener"]);
     expect(finding(report, "orphaned-listener")?.message).toContain(
@@ -617,7 +618,7 @@ describe("realfork check -- COMMAND", () => {
       "--probe",
       "3",
       "--timeout",
-      "10000",
+      "10s",
       "--",
       "python3",
       fixture("servers/holders.py"),
@@ -644,7 +645,7 @@ describe("realfork check -- COMMAND", () => {
       "--probe",
       "2",
       "--timeout",
-      "10000",
+      "10s",
       "--",
       "python3",
       fixture("servers/holders.py"),
@@ -665,7 +666,7 @@ describe("realfork check -- COMMAND", () => {
   it("a command that exits before it listens: exit 2 with the end of its stderr", async () => {
     const r = await check([
       "--timeout",
-      "10000",
+      "10s",
       "--",
       "python3",
       "-c",
@@ -694,10 +695,10 @@ describe("realfork check -- COMMAND", () => {
   });
 
   it("a command that never listens: exit 2 after --timeout, its stderr shown, and it is stopped", async () => {
-    const r = await check(["--timeout", "500", "--", "sh", "-c", "echo pid $$ >&2; exec sleep 60"]);
+    const r = await check(["--timeout", "500ms", "--", "sh", "-c", "echo pid $$ >&2; exec sleep 60"]);
     expect(r.code).toBe(2);
     const m =
-      /^realfork check: 'sh -c echo pid \$\$ >&2; exec sleep 60' did not listen on a TCP port or a Unix socket within --timeout 500 ms; the end of its stderr:\n {2}\| pid (\d+)\n$/.exec(
+      /^realfork check: 'sh -c echo pid \$\$ >&2; exec sleep 60' did not listen on a TCP port or a Unix socket within --timeout 500ms; the end of its stderr:\n {2}\| pid (\d+)\n$/.exec(
         r.stderr,
       );
     expect(m, r.stderr).not.toBeNull();
@@ -706,15 +707,7 @@ describe("realfork check -- COMMAND", () => {
 
   it("stopped by SIGTERM while it waits, check ends what it started, then ends by that signal", async () => {
     const pidFile = socketPath("pid");
-    const p = spawnTracked(cli, [
-      "check",
-      "--timeout",
-      "60000",
-      "--",
-      "sh",
-      "-c",
-      `echo $$ > ${pidFile}; exec sleep 60`,
-    ]);
+    const p = spawnTracked(cli, ["check", "--timeout", "60s", "--", "sh", "-c", `echo $$ > ${pidFile}; exec sleep 60`]);
     let started = 0;
     for (let i = 0; i < 200 && !started; i++) {
       await sleep(50);

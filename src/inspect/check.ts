@@ -4,6 +4,7 @@
 // before, during and after probe connections of its own.
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { durationText } from "../cli/commands/usage.js";
 import { type FdSnapshot, type SocketEntry, snapshot } from "./fdtable.js";
 import type { Evidence, Finding, FindingKind } from "./findings.js";
 import { type ProcState, processStates, UNKNOWN_STATES } from "./procstate.js";
@@ -775,7 +776,7 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
     if (!findings.some((f) => f.kind === "orphaned-listener")) needsProbes.push("orphaned-listener");
   }
   const notJudged: string[] = [];
-  const wait = `--timeout ${options.timeoutMs} ms`;
+  const wait = `--timeout ${durationText(options.timeoutMs)}`;
   // Without probes, connections that wait are only a busy moment, unless they make an orphan (a finding).
   if (unaccepted && unaccepted.probes > 0) {
     const u = unaccepted;

@@ -4,7 +4,7 @@ import { tcpSockets } from "../../inspect/fdtable/linux.js";
 import { listenerOwner, processExists, unixListenerOwner } from "../../inspect/fdtable.js";
 import { type ListenWanted, type StartedReport, StartedServer } from "../../inspect/started-server.js";
 import { warn, writeAll } from "../../lib/output.js";
-import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
+import { durationOption, durationText, intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const CHECK_USAGE = `Usage: realfork check <pid> [options]
        realfork check --port <port> [options]
@@ -67,8 +67,9 @@ Options
   --port P         the server listening on TCP port P (and the port to probe)
   --unix PATH      the server listening on the Unix stream socket PATH (Linux)
   --probe N        make N probe connections (default 0, at most 64)
-  --timeout MS     the longest wait for each answer and each close (default 2000)
-  --settle MS      time between two confirming looks (default 300)
+  --timeout T      the longest wait for each answer and each close (default 2s)
+  --settle T       time between two confirming looks (default 300ms)
+                   (durations carry their unit: 500ms, 2s; a bare number is refused)
   --json           machine-readable report (schema: docs/check-json.md)
   -h, --help       this text
 
@@ -145,8 +146,8 @@ export async function checkCommand(argv: string[]): Promise<void> {
   const port = values.port === undefined ? undefined : portArg(values.port, 1, CHECK_USAGE);
   const unixPath = values.unix;
   const probes = intOption("--probe", values.probe, 0, 0, 64, CHECK_USAGE);
-  const timeoutMs = intOption("--timeout", values.timeout, 2000, 1, 600_000, CHECK_USAGE);
-  const settleMs = intOption("--settle", values.settle, 300, 1, 60_000, CHECK_USAGE);
+  const timeoutMs = durationOption("--timeout", values.timeout, 2000, 1, 600_000, CHECK_USAGE);
+  const settleMs = durationOption("--settle", values.settle, 300, 1, 60_000, CHECK_USAGE);
   const run = (pid: number, unix = unixPath) => checkServer(pid, { probes, port, unixPath: unix, timeoutMs, settleMs });
   let report: CheckReport;
   try {
@@ -204,7 +205,7 @@ async function checkStarted(
         ? `'${shown}' ${server.exitText}`
         : server.exitText
           ? `'${shown}' ${server.exitText} before it listened`
-          : `'${shown}' did not listen on ${what} within --timeout ${timeoutMs} ms`;
+          : `'${shown}' did not listen on ${what} within --timeout ${durationText(timeoutMs)}`;
     } else {
       try {
         report = await run(listener.pid, listener.unix ? listener.local : want.unixPath);
