@@ -106,10 +106,10 @@ describe("realfork bench", () => {
     [["--server", "python", "--prefork", "2"], "--prefork goes with --server ts, perl-prefork or c-prefork"],
     [["--server", "perl-fork", "--workload", "fork"], "--workload fork needs --server ts or c"],
     [["--server", "c-book", "--workload", "fork"], "--workload fork needs --server ts or c"],
-    [["--server", "c", "--packed-heap"], "--packed-heap goes with --server ts"],
+    [["--server", "c", "--no-packed-heap"], "--no-packed-heap goes with --server ts"],
     [
-      ["--packed-heap", "--workload", "fork"],
-      "--packed-heap is realfork serve's: --workload fork runs in bench's own process",
+      ["--no-packed-heap", "--workload", "fork"],
+      "--no-packed-heap is realfork serve's: --workload fork runs in bench's own process",
     ],
     [["--connections", "0"], "--connections must be a whole number from 1"],
     [["extra"], "unexpected argument 'extra'"],

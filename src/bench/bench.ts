@@ -127,8 +127,8 @@ function requireProgram(path: string): string {
 export function serverLabel(spec: ServerSpec): string {
   switch (spec.kind) {
     case "ts": {
-      const packed = spec.extra?.includes("--packed-heap") ? " --packed-heap" : "";
-      return `realfork serve${spec.prefork ? ` --prefork ${spec.prefork}` : ""}${packed}`;
+      const unpacked = spec.extra?.includes("--no-packed-heap") ? " --no-packed-heap" : "";
+      return `realfork serve${spec.prefork ? ` --prefork ${spec.prefork}` : ""}${unpacked}`;
     }
     case "c":
       return "C echo_mpserv_fixed";

@@ -1,7 +1,7 @@
 // The node flags the realfork command runs with, in one place: bin/realfork.js
 // and `node dist/cli/main.js` restart node with them when they are missing.
 import { warn } from "../lib/output.js";
-import { ensureNodeFlags, ReexecError } from "../lib/reexec.js";
+import { ensureNodeFlags, packedHeapAvailable, ReexecError } from "../lib/reexec.js";
 
 /**
  * --single-threaded: V8 must not use background threads in a process that
@@ -31,29 +31,40 @@ export const NODE_FLAGS: readonly string[] = [
  */
 const NODE_ENV = { UV_THREADPOOL_SIZE: "1" };
 
-/** `serve ... --packed-heap` (before any "--"): the restart preloads the packed-heap library. */
+/**
+ * Whether the restart preloads the packed heap: for `serve` only (before any
+ * "--"), by default where the library is there (Linux, built), always with
+ * `--packed-heap` (which fails where it cannot be), never with
+ * `--no-packed-heap`.
+ */
 export function wantsPackedHeap(argv: readonly string[]): boolean {
   const end = argv.indexOf("--");
-  return argv[0] === "serve" && argv.slice(1, end < 0 ? undefined : end).includes("--packed-heap");
+  const args = argv.slice(1, end < 0 ? undefined : end);
+  if (argv[0] !== "serve" || args.includes("--no-packed-heap")) return false;
+  return args.includes("--packed-heap") || packedHeapAvailable();
 }
 
 /**
  * Restarts this process (same pid) under node with NODE_FLAGS when one is
- * missing, or with the packed-heap preload when `argv` asks for it. Where
+ * missing, or with the packed-heap preload when `argv` wants it. Where
  * that cannot be done, says so on stderr and returns false: the caller exits
  * with status 2 before anything has started.
  */
 export function ensureCliFlags(argv: readonly string[] = process.argv.slice(2)): boolean {
   for (const [name, value] of Object.entries(NODE_ENV)) process.env[name] ??= value;
+  const packedHeap = wantsPackedHeap(argv);
   try {
-    ensureNodeFlags(NODE_FLAGS, { packedHeap: wantsPackedHeap(argv) });
+    ensureNodeFlags(NODE_FLAGS, { packedHeap });
     return true;
   } catch (err) {
     if (!(err instanceof ReexecError)) throw err;
-    const how =
+    const hints = [
       err.flags.length > 0
-        ? `; start it as: node ${NODE_FLAGS.join(" ")} ${process.argv[1] ?? "bin/realfork.js"} ...`
-        : "";
+        ? `start it as: node ${NODE_FLAGS.join(" ")} ${process.argv[1] ?? "bin/realfork.js"} ...`
+        : "",
+      packedHeap && !argv.includes("--packed-heap") ? "realfork serve --no-packed-heap runs without the preload" : "",
+    ];
+    const how = hints.map((h) => (h ? `; ${h}` : "")).join("");
     warn(`realfork: ${err.message}${how}`);
     return false;
   }

@@ -44,8 +44,8 @@ Options
                        REALFORK_PYTHON and REALFORK_PERL name other interpreters
   --prefork N          with --server ts: realfork serve --prefork N; with
                        perl-prefork or c-prefork: N workers (default ${DEFAULT_WORKERS})
-  --packed-heap        with --server ts: realfork serve --packed-heap (Linux; weakens
-                       the V8 heap's address randomisation, see realfork serve --help)
+  --no-packed-heap     with --server ts: realfork serve --no-packed-heap (Linux: V8's
+                       pages at a random address each, see realfork serve --help)
   --workload LIST      short,stream,fork in any combination (default short,stream)
   --connections N      short: how many (default 2000)
   --concurrency N      short: how many at once (default 16)
@@ -62,7 +62,7 @@ Examples
   $ realfork bench --server c --workload short --connections 5000
   $ realfork bench --server ts --prefork 8 --json
   $ realfork bench --server python --workload short
-  $ realfork bench --server ts --packed-heap --workload short
+  $ realfork bench --server ts --no-packed-heap --workload short
   $ realfork bench --server c-prefork --prefork 4 --workload short
   $ realfork bench --server 127.0.0.1:9190 --workload stream
   $ realfork bench --workload fork --forks 2000`;
@@ -70,7 +70,7 @@ Examples
 const options = {
   server: { type: "string" },
   prefork: { type: "string" },
-  "packed-heap": { type: "boolean" },
+  "no-packed-heap": { type: "boolean" },
   workload: { type: "string" },
   connections: { type: "string" },
   concurrency: { type: "string" },
@@ -100,9 +100,10 @@ export function machineLine(): string {
 
 const PREFORK_WITH = "--prefork goes with --server ts, perl-prefork or c-prefork";
 
-function serverSpec(text: string, prefork: number, packedHeap: boolean): ServerSpec {
-  if (packedHeap && text !== "ts") throw new UsageError("--packed-heap goes with --server ts", BENCH_USAGE);
-  if (packedHeap) return { kind: "ts", bufferSize: 30, extra: ["--packed-heap"], ...(prefork > 0 ? { prefork } : {}) };
+function serverSpec(text: string, prefork: number, unpackedHeap: boolean): ServerSpec {
+  if (unpackedHeap && text !== "ts") throw new UsageError("--no-packed-heap goes with --server ts", BENCH_USAGE);
+  if (unpackedHeap)
+    return { kind: "ts", bufferSize: 30, extra: ["--no-packed-heap"], ...(prefork > 0 ? { prefork } : {}) };
   const takesWorkers = text === "ts" || (isPeer(text) && isPreforkPeer(text));
   if (prefork > 0 && !takesWorkers) throw new UsageError(PREFORK_WITH, BENCH_USAGE);
   if (isPeer(text)) {
@@ -133,7 +134,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   positionals(pos, [], BENCH_USAGE);
   const int = (name: keyof typeof values, fallback: number, min: number, max: number) =>
     intOption(`--${name}`, values[name] as string | undefined, fallback, min, max, BENCH_USAGE);
-  const spec = serverSpec(values.server ?? "ts", int("prefork", 0, 1, 4096), values["packed-heap"] ?? false);
+  const spec = serverSpec(values.server ?? "ts", int("prefork", 0, 1, 4096), values["no-packed-heap"] ?? false);
   const workloads = (values.workload ?? "short,stream").split(",");
   for (const w of workloads) {
     if (!(WORKLOADS as readonly string[]).includes(w))
@@ -142,8 +143,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const wants = (w: Workload) => workloads.includes(w);
   if (wants("fork") && spec.kind !== "ts" && spec.kind !== "c")
     throw new UsageError("--workload fork needs --server ts or c", BENCH_USAGE);
-  if (wants("fork") && values["packed-heap"])
-    throw new UsageError("--packed-heap is realfork serve's: --workload fork runs in bench's own process", BENCH_USAGE);
+  if (wants("fork") && values["no-packed-heap"])
+    throw new UsageError(
+      "--no-packed-heap is realfork serve's: --workload fork runs in bench's own process",
+      BENCH_USAGE,
+    );
   const connections = int("connections", 2000, 1, 10_000_000);
   const concurrency = int("concurrency", 16, 1, 4096);
   const size = int("size", 30, 1, 64 << 20);
