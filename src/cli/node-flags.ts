@@ -62,7 +62,9 @@ export function ensureCliFlags(argv: readonly string[] = process.argv.slice(2)):
       err.flags.length > 0
         ? `start it as: node ${NODE_FLAGS.join(" ")} ${process.argv[1] ?? "bin/realfork.js"} ...`
         : "",
-      packedHeap && !argv.includes("--packed-heap") ? "realfork serve --no-packed-heap runs without the preload" : "",
+      packedHeap && err.flags.length === 0 && !argv.includes("--packed-heap")
+        ? "realfork serve --no-packed-heap runs without the preload"
+        : "",
     ];
     const how = hints.map((h) => (h ? `; ${h}` : "")).join("");
     warn(`realfork: ${err.message}${how}`);

@@ -77,9 +77,9 @@ export function ensureNodeFlags(
   const wanted = [missing.join(" "), preload ? "the packed-heap preload" : ""].filter(Boolean).join(" and ");
   if (retried)
     throw new ReexecError(
-      preload
-        ? `node was restarted with LD_PRELOAD=${preload} but the library was not loaded (see the loader's message above)`
-        : `node was restarted with ${wanted} but does not have ${missing.length > 1 ? "them" : "it"}`,
+      missing.length > 0
+        ? `node was restarted with ${missing.join(" ")} but does not have ${missing.length > 1 ? "them" : "it"}`
+        : `node was restarted with LD_PRELOAD=${preload} but the library was not loaded (see the loader's message above)`,
       missing,
     );
   const script = process.argv[1];
