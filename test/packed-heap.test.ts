@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import type { CompareResult } from "../src/bench/compare.js";
 import type { BenchReport } from "../src/cli/commands/bench.js";
 import { NODE_FLAGS } from "../src/cli/node-flags.js";
+import { packedHeapLibrary } from "../src/lib/native.js";
 import { runCli } from "./helpers/cli.js";
 import { cli, fixture } from "./helpers/paths.js";
 import { spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
@@ -92,6 +93,44 @@ describe.skipIf(process.platform !== "linux")("the packed heap (serve's default)
     expect(a - libcStart(pa)).not.toBe(b - libcStart(pb));
     for (const s of servers) expect(await stop(s)).toEqual({ code: 0, signal: null });
   });
+
+  it("REALFORK_LARGE_TEXT=1: node's code moved onto 2 MiB pages, and the variable and the preload gone for programs it starts", async () => {
+    const thp = readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8");
+    const script = `
+      const { readFileSync } = require("node:fs");
+      const { execFileSync } = require("node:child_process");
+      const huge = readFileSync("/proc/self/smaps", "utf8").split(/^(?=[0-9a-f]+-)/m)
+        .filter((m) => / r-xp /.test(m)).map((m) => Number(/AnonHugePages:\\s+(\\d+)/.exec(m)?.[1] ?? 0));
+      const spawned = execFileSync("sh", ["-c", 'echo "\${REALFORK_LARGE_TEXT-unset} \${LD_PRELOAD-unset}"'], { encoding: "utf8" });
+      console.log(JSON.stringify({ codeHugeKb: huge.reduce((a, b) => a + b, 0), env: process.env.REALFORK_LARGE_TEXT ?? null, spawned: spawned.trim() }));`;
+    const env = { ...process.env, LD_PRELOAD: packedHeapLibrary, REALFORK_LARGE_TEXT: "1" };
+    const proc = spawnTracked(process.execPath, ["-e", script], { stdin: "ignore", env });
+    expect(await proc.exited()).toEqual({ code: 0, signal: null });
+    const ran = JSON.parse(proc.stdout());
+    expect(ran).toMatchObject({ env: null, spawned: "unset unset" });
+    // node's code is ~40 MB; with THP off ("[never]") nothing moves and the code stays where it was.
+    if (thp.includes("[never]")) expect(ran.codeHugeKb).toBe(0);
+    else expect(ran.codeHugeKb).toBeGreaterThan(16 * 1024);
+  });
+
+  it.skipIf(Number(process.versions.node.split(".")[0]) < 26)(
+    "node 26+: serve's code is on 2 MiB pages by default, not with --no-packed-heap",
+    async () => {
+      const hugeCode = (pid: number) =>
+        readFileSync(`/proc/${pid}/smaps`, "utf8")
+          .split(/^(?=[0-9a-f]+-)/m)
+          .filter((m) => / r-xp /.test(m))
+          .reduce((sum, m) => sum + Number(/AnonHugePages:\s+(\d+)/.exec(m)?.[1] ?? 0), 0);
+      const packed = await startServe(["--quiet"]);
+      const plain = await startServe(["--quiet", "--no-packed-heap"]);
+      if (!readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8").includes("[never]"))
+        expect(hugeCode(packed.pid)).toBeGreaterThan(16 * 1024);
+      expect(hugeCode(plain.pid)).toBe(0);
+      expect(await echoMany(packed.port, 50, 8, (i) => Buffer.from(`text ${i}`))).toEqual([]);
+      await childrenGone(packed.pid);
+      for (const s of [packed, plain]) expect(await stop(s)).toEqual({ code: 0, signal: null });
+    },
+  );
 
   it.each([
     ["no LD_PRELOAD of the user's", undefined],

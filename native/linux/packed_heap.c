@@ -36,6 +36,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "preload.h"
+
 #define SELF "realfork_packed_heap.so"
 #define KiB ((uintptr_t)1 << 10)
 #define MiB ((uintptr_t)1 << 20)
@@ -259,6 +261,7 @@ static void leave_no_trace(void) {
 __attribute__((constructor)) static void start(void) {
   next_mmap = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
   next_munmap = (munmap_fn)dlsym(RTLD_NEXT, "munmap");
+  realfork_move_text_to_huge_pages();
   reserve_region();
   leave_no_trace();
 }

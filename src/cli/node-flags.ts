@@ -9,7 +9,8 @@ import { ensureNodeFlags, packedHeapAvailable, ReexecError } from "../lib/reexec
  * forked child cheaper (docs/benchmarks.md): functions compiled in the
  * parent, and kept, are not compiled again in every child; node's code on
  * large pages is copied with the page tables instead of faulted in by each
- * child; one V8 platform thread instead of four (every thread is a stack and
+ * child (node 26 no longer has --use-largepages and ignores it: there the
+ * packed-heap preload does it, LARGE_TEXT below); one V8 platform thread instead of four (every thread is a stack and
  * a guard mapping that fork() copies, and a descriptor glibc's child code
  * writes); V8's builtins called where they are instead of copied into 1.5 MB
  * of 4 KiB pages near the code.
@@ -30,6 +31,15 @@ export const NODE_FLAGS: readonly string[] = [
  * through the environment of the restart.
  */
 const NODE_ENV = { UV_THREADPOOL_SIZE: "1" };
+
+/**
+ * Asks the packed-heap preload to move node's code onto 2 MiB pages
+ * (native/linux/large_text.c), where node no longer does it itself
+ * (--use-largepages is gone in node 26). Only in the restart's environment,
+ * and the preload takes it out of its own: nothing this process starts sees it.
+ */
+const LARGE_TEXT = "REALFORK_LARGE_TEXT";
+const nodeDropsLargePages = (): boolean => Number(process.versions.node.split(".")[0]) >= 26;
 
 /**
  * Whether the restart preloads the packed heap: for `serve` only (before any
@@ -53,6 +63,7 @@ export function wantsPackedHeap(argv: readonly string[]): boolean {
 export function ensureCliFlags(argv: readonly string[] = process.argv.slice(2)): boolean {
   for (const [name, value] of Object.entries(NODE_ENV)) process.env[name] ??= value;
   const packedHeap = wantsPackedHeap(argv);
+  if (packedHeap && nodeDropsLargePages()) process.env[LARGE_TEXT] = "1";
   try {
     ensureNodeFlags(NODE_FLAGS, { packedHeap });
     return true;
@@ -69,5 +80,8 @@ export function ensureCliFlags(argv: readonly string[] = process.argv.slice(2)):
     const how = hints.map((h) => (h ? `; ${h}` : "")).join("");
     warn(`realfork: ${err.message}${how}`);
     return false;
+  } finally {
+    // Reached only when there was no restart (or it failed).
+    delete process.env[LARGE_TEXT];
   }
 }
