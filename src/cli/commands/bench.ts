@@ -221,6 +221,11 @@ export function renderBench(r: BenchReport): string {
       "CPU per connection",
       cpu ? `parent ${cpu.parent.toFixed(3)} ms, children ${cpu.children.toFixed(3)} ms` : "n/a (Linux /proc only)",
     ]);
+    if (cpu)
+      rows.push([
+        "page faults per connection",
+        `parent ${cpu.faults.parent.toFixed(1)}, children ${cpu.faults.children.toFixed(1)}`,
+      ]);
     const c = s.forkCost;
     rows.push([
       "fork() in the parent",
@@ -230,6 +235,11 @@ export function renderBench(r: BenchReport): string {
           ? "none during the load (the workers were forked at start)"
           : `p50 ${us(c.parentLatencyUs.p50)}, p99 ${us(c.parentLatencyUs.p99)} (${c.parentLatencyUs.forks} forks)`,
     ]);
+    if (c.parentTables)
+      rows.push([
+        "what fork() copies (idle parent)",
+        `page tables ${kb(c.parentTables.pageTablesKb)}, ${c.parentTables.mappings} mappings, ${kb(c.parentTables.anon4kKb)} in 4 KiB anonymous pages`,
+      ]);
     rows.push([
       "parent RSS",
       c.parentRss ? `${kb(c.parentRss.idleKb)} idle, ${kb(c.parentRss.loadedKb)} after the load` : "n/a",
