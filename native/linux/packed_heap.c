@@ -38,6 +38,11 @@
 
 #include "preload.h"
 
+// Linux 4.17; older libc headers lack it (older kernels take it as a hint: checked below).
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
 #define SELF "realfork_packed_heap.so"
 #define KiB ((uintptr_t)1 << 10)
 #define MiB ((uintptr_t)1 << 20)
