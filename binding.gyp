@@ -44,7 +44,7 @@
           "product_extension": "so",
           "sources": ["native/linux/packed_heap.c", "native/linux/large_text.c"],
           "cflags": ["-Wall", "-Wextra"],
-          "libraries": ["-ldl"]
+          "libraries": ["-ldl", "-lpthread"]
         }
       ]
     }]

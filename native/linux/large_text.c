@@ -39,17 +39,17 @@ struct segment {
   uintptr_t start, end;
 };
 
-// The first object dl_iterate_phdr reports is the executable.
+// The executable's largest code segment (some node builds have small ones
+// around it: .init and .plt, the large-page stub). The first object
+// dl_iterate_phdr reports is the executable.
 static int executable_code(struct dl_phdr_info *info, size_t size, void *data) {
   (void)size;
   struct segment *code = data;
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-    if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
-      code->start = info->dlpi_addr + ph->p_vaddr;
-      code->end = code->start + ph->p_memsz;
-      break;
-    }
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || ph->p_memsz <= code->end - code->start) continue;
+    code->start = info->dlpi_addr + ph->p_vaddr;
+    code->end = code->start + ph->p_memsz;
   }
   return 1;
 }

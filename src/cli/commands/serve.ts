@@ -42,7 +42,8 @@ Options
                        region at a random address and packs V8's pages inside it:
                        fork() copies ~3x fewer page tables (docs/benchmarks.md).
                        The heap's base stays random; its pages are no longer
-                       independent of each other. Spawned programs do not inherit it.
+                       independent of each other. On node 26+ it also puts node's
+                       code on 2 MiB pages. Spawned programs do not inherit it.
   --packed-heap        the default, insisted on: an error where it cannot be had
   -h, --help           this text
 
