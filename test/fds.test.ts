@@ -64,6 +64,10 @@ describe("realfork fds", () => {
     expect(snap.processes[0]?.pid).toBe(server.pid);
     const child = snap.processes[1];
     expect(child?.ppid).toBe(server.pid);
+    // Named after the program on every Node line, though Node 24+ names its
+    // main thread (the kernel's comm) "MainThread" or "node-MainThread".
+    const program = kind === "ts" ? "node" : "echo_mpserv_fix"; // comm: 15 bytes
+    expect(snap.processes.map((p) => p.command)).toEqual([program, program]);
     const listener = snap.sockets.find((s) => s.state === "LISTEN");
     const conn = snap.sockets.find((s) => s.state === "ESTABLISHED");
     const host = kind === "ts" ? "127.0.0.1" : "0.0.0.0"; // the C server binds INADDR_ANY
