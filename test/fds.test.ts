@@ -142,7 +142,15 @@ describe("realfork fds", () => {
 
   it("--watch redraws as clients come and go, and ends on SIGINT", async () => {
     const server = await startServe();
-    const watch = spawnTracked(cli, ["fds", "--port", String(server.port), "--watch", "--interval", "50", "--sockets"]);
+    const watch = spawnTracked(cli, [
+      "fds",
+      "--port",
+      String(server.port),
+      "--watch",
+      "--interval",
+      "50ms",
+      "--sockets",
+    ]);
     await watch.waitFor(/LISTEN/);
     const client = await open(server.port);
     await watch.waitFor(/ESTABLISHED/);
@@ -159,7 +167,7 @@ describe("realfork fds", () => {
     [["--port", "1"], 1, "realfork: nothing listens on TCP port 1"],
     [[], 2, "missing <pid>"],
     [["abc"], 2, "<pid> must be a process id, not 'abc'"],
-    [["1", "--bogus"], 2, "Unknown option '--bogus'"],
+    [["1", "--bogus"], 2, "unknown option '--bogus'"],
   ])("fds %j exits %i with a clear message", async (args, code, message) => {
     const p = spawnTracked(cli, ["fds", ...args]);
     expect((await p.exited()).code).toBe(code);

@@ -192,7 +192,7 @@ describe.skipIf(process.platform !== "linux")("the packed heap (serve's default)
     async (flag) => {
       const proc = spawnTracked(process.execPath, [cli, "client", "127.0.0.1", "9", flag]);
       expect(await proc.exited()).toEqual({ code: 2, signal: null });
-      expect(proc.stderr()).toContain(`Unknown option '${flag}'`);
+      expect(proc.stderr()).toBe(`realfork client: unknown option '${flag}' (see realfork client --help)\n`);
     },
   );
 
