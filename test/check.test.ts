@@ -1,10 +1,11 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, type TestContext } from "vitest";
 import type { CheckReport } from "../src/inspect/check.js";
 import { judgeSnapshot } from "../src/inspect/check.js";
 import { snapshot } from "../src/inspect/fdtable.js";
 import type { FindingKind } from "../src/inspect/findings.js";
 import { cli, fixture } from "./helpers/paths.js";
 import { ps, sleep, spawnCliAsUser, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { PYTHON, requires } from "./helpers/requires.js";
 import {
   childrenGone,
   childrenOf,
@@ -33,9 +34,10 @@ async function checkJson(args: string[]): Promise<{ code: number | null; report:
 const kinds = (r: CheckReport): FindingKind[] => r.findings.map((f) => f.kind).sort();
 const finding = (r: CheckReport, kind: FindingKind) => r.findings.find((f) => f.kind === kind);
 
-/** test/fixtures/servers/leaky.py in one of its modes (a forking server with one mistake). */
-async function startPy(mode: string, ...args: string[]): Promise<Server> {
-  const proc = spawnTracked("python3", [fixture("servers/leaky.py"), mode, ...args]);
+/** test/fixtures/servers/leaky.py in one of its modes (a forking server with one mistake); skips the test without Python. */
+async function startPy(ctx: TestContext, mode: string, ...args: string[]): Promise<Server> {
+  requires(ctx, PYTHON);
+  const proc = spawnTracked(PYTHON.probe[0], [fixture("servers/leaky.py"), mode, ...args]);
   const m = await proc.waitFor(/listening (\d+)/);
   return { proc, port: Number(m[1]), pid: proc.pid };
 }
@@ -240,10 +242,10 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it.each([["pool"], ["poll-pool"]])(
+  it.for(["pool", "poll-pool"])(
     "finds nothing in a Python %s of workers (told apart without being told)",
-    async (mode) => {
-      const server = await startPy(mode, "3");
+    async (mode, ctx) => {
+      const server = await startPy(ctx, mode, "3");
       const workers = await childrenOf(server.pid, 3);
       const { code, report } = await checkJson(["--port", String(server.port), "--probe", "4"]);
       expect(code).toBe(0);
@@ -255,8 +257,8 @@ describe("realfork check: other servers", () => {
     },
   );
 
-  it("zombie: children that exited and were never waited for", async () => {
-    const server = await startPy("zombie");
+  it("zombie: children that exited and were never waited for", async (ctx) => {
+    const server = await startPy(ctx, "zombie");
     const { code, report } = await checkJson([String(server.pid), "--probe", "3"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["zombie"]);
@@ -268,8 +270,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("close-wait: children that read EOF and never close", async () => {
-    const server = await startPy("stuck-child");
+  it("close-wait: children that read EOF and never close", async (ctx) => {
+    const server = await startPy(ctx, "stuck-child");
     const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "500ms"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "close-wait"]);
@@ -281,8 +283,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("connection-in-sibling: children inherit the connections the parent kept", async () => {
-    const server = await startPy("leak-parent");
+  it("connection-in-sibling: children inherit the connections the parent kept", async (ctx) => {
+    const server = await startPy(ctx, "leak-parent");
     const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1s"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "connection-in-parent", "connection-in-sibling", "descriptor-growth"]);
@@ -295,8 +297,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("descriptor-growth: a pipe kept per connection, with no socket leaked", async () => {
-    const server = await startPy("leak-pipe");
+  it("descriptor-growth: a pipe kept per connection, with no socket leaked", async (ctx) => {
+    const server = await startPy(ctx, "leak-pipe");
     const { code, report } = await checkJson([String(server.pid), "--probe", "2"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["descriptor-growth"]);
@@ -306,8 +308,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("a silent server does not hang check: no answer, no close, reported", async () => {
-    const server = await startPy("silent");
+  it("a silent server does not hang check: no answer, no close, reported", async (ctx) => {
+    const server = await startPy(ctx, "silent");
     const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "300ms"]);
     expect(code).toBe(1);
     for (const p of report.probes) expect(p).toMatchObject({ connected: true, echoed: false, closedByServer: false });
@@ -316,8 +318,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("a server that exits during the check is reported, not a crash", async () => {
-    const server = await startPy("exit");
+  it("a server that exits during the check is reported, not a crash", async (ctx) => {
+    const server = await startPy(ctx, "exit");
     const r = await check([String(server.pid), "--probe", "2", "--timeout", "500ms"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("");
