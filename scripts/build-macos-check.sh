@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compiles and links the addon for macOS (arm64 and x86_64) on Linux, with Zig's
 # clang and the macOS SDK's libc headers Zig ships (libproc.h included): every
-# source binding.gyp lists for all systems and for OS=='mac', with its defines,
-# C++17 without exceptions as on macOS, the headers of the running node and
+# source binding.gyp lists for all systems and for OS=='mac' in the realfork
+# target and the targets it depends on, with their C++ standard and defines,
+# without exceptions as on macOS, the headers of the running node and
 # node-addon-api; each arch linked into a Mach-O with undefined symbols left
 # to node (-undefined dynamic_lookup, as node-gyp links on macOS). Zig 0.11's
 # linker writes a shared library (MH_DYLIB) where node-gyp writes a bundle
@@ -55,23 +56,35 @@ done
 [ -n "$node_include" ] || fail "no headers for node $node_version (set npm_config_nodedir, or run: npx node-gyp install)"
 addon_api=$(node -p "require('node-addon-api').include_dir") || fail "node-addon-api is not installed (npm install)"
 
-# binding.gyp's realfork target: common and OS=='mac' sources, defines, flags.
-mapfile -t gyp < <(node -e '
-  const gyp = JSON.parse(require("node:fs").readFileSync("binding.gyp", "utf8"));
-  const t = gyp.targets.find((x) => x.target_name === "realfork");
-  const mac = (t.conditions ?? []).filter(([c]) => c === "OS==\x27mac\x27").map(([, v]) => v);
-  const sources = [...t.sources, ...mac.flatMap((m) => m.sources ?? [])];
-  const flags = mac.flatMap((m) => m.xcode_settings?.OTHER_CPLUSPLUSFLAGS ?? []);
-  if (mac.length === 0 || sources.length === 0) throw new Error("binding.gyp: no OS==mac condition or no sources");
-  console.log(sources.join(" "));
-  console.log(t.defines.map((d) => "-D" + d).join(" "));
-  console.log(flags.join(" "));
+# binding.gyp, read as gyp reads it (a Python literal; node-gyp needs python3
+# anyway): the realfork target and the targets it depends on, each source
+# with its target's C++ standard, defines and warning flags on macOS.
+sources_list=$(python3 -c '
+import ast
+gyp = ast.literal_eval(open("binding.gyp").read())
+targets = {t["target_name"]: t for t in gyp["targets"]}
+order = []
+def walk(name):
+    if name not in order:
+        order.append(name)
+        for dep in targets[name].get("dependencies", []):
+            walk(dep)
+walk("realfork")
+for name in order:
+    t = targets[name]
+    mac = [c[1] for c in t.get("conditions", []) if c[0] == "OS==\x27mac\x27"]
+    xcode = dict(t.get("xcode_settings", {}))
+    for m in mac:
+        xcode.update(m.get("xcode_settings", {}))
+    defines = t.get("defines", []) + [d for m in mac for d in m.get("defines", [])]
+    for src in t.get("sources", []) + [s for m in mac for s in m.get("sources", [])]:
+        print("\t".join([src, xcode.get("CLANG_CXX_LANGUAGE_STANDARD", "c++17"),
+                         " ".join("-D" + d for d in defines), " ".join(xcode.get("OTHER_CPLUSPLUSFLAGS", []))]))
 ') || fail "could not read binding.gyp"
-read -r -a sources <<<"${gyp[0]}"
-read -r -a defines <<<"${gyp[1]}"
-read -r -a warnings <<<"${gyp[2]}"
+[ -n "$sources_list" ] || fail "binding.gyp: no sources for the realfork target"
+count=$(wc -l <<<"$sources_list")
 # What node-gyp adds on macOS (its addon.gypi and Node's common.gypi).
-defines+=(-DNODE_GYP_MODULE_NAME=realfork -DUSING_UV_SHARED=1 -DUSING_V8_SHARED=1 -DV8_DEPRECATION_WARNINGS=1
+node_gyp_defines=(-DNODE_GYP_MODULE_NAME=realfork -DUSING_UV_SHARED=1 -DUSING_V8_SHARED=1 -DV8_DEPRECATION_WARNINGS=1
   -D_DARWIN_USE_64_BIT_INODE=1 -D_LARGEFILE_SOURCE -D_FILE_OFFSET_BITS=64 -DBUILDING_NODE_EXTENSION)
 
 for arch in aarch64 x86_64; do
@@ -79,12 +92,14 @@ for arch in aarch64 x86_64; do
   rm -rf "${out:?}/$arch"
   mkdir -p "$out/$arch"
   objects=()
-  for src in "${sources[@]}"; do
+  while IFS=$'\t' read -r src std defines warnings; do
     obj=$out/$arch/$(basename "${src%.*}").o
-    "$zig" c++ -target "$target" -std=c++17 -fno-exceptions -fno-rtti -fPIC -O2 "${warnings[@]}" "${defines[@]}" \
-      -I "$node_include" -I "$addon_api" -c "$src" -o "$obj" || fail "$src does not compile for $target"
+    # shellcheck disable=SC2086 # defines and warnings are lists of words
+    "$zig" c++ -target "$target" -std="$std" -fno-exceptions -fno-rtti -fPIC -O2 $warnings $defines \
+      "${node_gyp_defines[@]}" -I "$node_include" -I "$addon_api" -c "$src" -o "$obj" ||
+      fail "$src does not compile for $target"
     objects+=("$obj")
-  done
+  done <<<"$sources_list"
   bundle=$out/$arch/realfork.node
   "$zig" c++ -target "$target" -shared -Wl,-undefined,dynamic_lookup -o "$bundle" "${objects[@]}" ||
     fail "the $target addon does not link"
@@ -95,5 +110,5 @@ for arch in aarch64 x86_64; do
   [ "$magic" = feedfacf ] && [ "$cpu" = "$want_cpu" ] && { [ "$kind" = 00000006 ] || [ "$kind" = 00000008 ]; } ||
     fail "$bundle is not a 64-bit Mach-O for $arch (magic $magic, cpu $cpu, filetype $kind)"
   described=$(command -v file >/dev/null 2>&1 && file -b "$bundle" || echo "Mach-O 64-bit, cpu $cpu, filetype $kind")
-  echo "build:macos-check: $bundle: $described (${#sources[@]} sources, node $node_version headers)"
+  echo "build:macos-check: $bundle: $described ($count sources, node $node_version headers)"
 done
