@@ -1,5 +1,5 @@
 // What some tests need beyond Node, a C toolchain, lsof and ss: the peers'
-// runtimes (Python, Perl's Net::Server). Where one is missing, the tests that
+// runtimes (Python, Perl's Net::Server), and a browser for realfork watch. Where one is missing, the tests that
 // need it are skipped, and the run says once what is missing and how to
 // install it (test/setup/requirements.ts). With REALFORK_REQUIRE_ALL=1 (CI) a
 // missing one fails those tests instead: CI runs them all.
@@ -27,7 +27,14 @@ export const NET_SERVER: Need = {
   install: "apt-get install libnet-server-perl",
 };
 
-export const ALL_NEEDS = [PYTHON, NET_SERVER];
+/** Debian's chromium (or REALFORK_CHROMIUM), driven by playwright-core: test/watch.test.ts launches this path. */
+export const CHROMIUM: Need = {
+  what: "Chromium",
+  probe: [process.env.REALFORK_CHROMIUM || "/usr/bin/chromium", ["--version"]],
+  install: "apt-get install chromium",
+};
+
+export const ALL_NEEDS = [PYTHON, NET_SERVER, CHROMIUM];
 
 const known = new Map<Need, string | null>();
 
