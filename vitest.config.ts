@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // Says once what a skipped test needs (test/helpers/requires.ts).
+    globalSetup: ["test/setup/requirements.ts"],
     // Each test file in its own process; the cases inside spawn their own.
     pool: "forks",
     testTimeout: 60_000,

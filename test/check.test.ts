@@ -2,13 +2,14 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, type TestContext } from "vitest";
 import type { CheckReport } from "../src/inspect/check.js";
 import { judgeSnapshot } from "../src/inspect/check.js";
 import { snapshot } from "../src/inspect/fdtable.js";
 import type { FindingKind } from "../src/inspect/findings.js";
 import { cli, fixture } from "./helpers/paths.js";
 import { ps, sleep, spawnCliAsUser, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { PYTHON, requires } from "./helpers/requires.js";
 import {
   childrenGone,
   childrenOf,
@@ -38,9 +39,10 @@ async function checkJson(args: string[]): Promise<{ code: number | null; report:
 const kinds = (r: CheckReport): FindingKind[] => r.findings.map((f) => f.kind).sort();
 const finding = (r: CheckReport, kind: FindingKind) => r.findings.find((f) => f.kind === kind);
 
-/** test/fixtures/servers/leaky.py in one of its modes (a forking server with one mistake). */
-async function startPy(mode: string, ...args: string[]): Promise<Server> {
-  const proc = spawnTracked("python3", [fixture("servers/leaky.py"), mode, ...args]);
+/** test/fixtures/servers/leaky.py in one of its modes (a forking server with one mistake); skips the test without Python. */
+async function startPy(ctx: TestContext, mode: string, ...args: string[]): Promise<Server> {
+  requires(ctx, PYTHON);
+  const proc = spawnTracked(PYTHON.probe[0], [fixture("servers/leaky.py"), mode, ...args]);
   const m = await proc.waitFor(/listening (\d+)/);
   return { proc, port: Number(m[1]), pid: proc.pid };
 }
@@ -245,10 +247,10 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it.each([["pool"], ["poll-pool"]])(
+  it.for(["pool", "poll-pool"])(
     "finds nothing in a Python %s of workers (told apart without being told)",
-    async (mode) => {
-      const server = await startPy(mode, "3");
+    async (mode, ctx) => {
+      const server = await startPy(ctx, mode, "3");
       const workers = await childrenOf(server.pid, 3);
       const { code, report } = await checkJson(["--port", String(server.port), "--probe", "4"]);
       expect(code).toBe(0);
@@ -260,8 +262,8 @@ describe("realfork check: other servers", () => {
     },
   );
 
-  it("zombie: children that exited and were never waited for", async () => {
-    const server = await startPy("zombie");
+  it("zombie: children that exited and were never waited for", async (ctx) => {
+    const server = await startPy(ctx, "zombie");
     const { code, report } = await checkJson([String(server.pid), "--probe", "3"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["zombie"]);
@@ -273,8 +275,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("close-wait: children that read EOF and never close", async () => {
-    const server = await startPy("stuck-child");
+  it("close-wait: children that read EOF and never close", async (ctx) => {
+    const server = await startPy(ctx, "stuck-child");
     const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "500ms"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "close-wait"]);
@@ -286,8 +288,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("connection-in-sibling: children inherit the connections the parent kept", async () => {
-    const server = await startPy("leak-parent");
+  it("connection-in-sibling: children inherit the connections the parent kept", async (ctx) => {
+    const server = await startPy(ctx, "leak-parent");
     const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1s"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "connection-in-parent", "connection-in-sibling", "descriptor-growth"]);
@@ -300,8 +302,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("descriptor-growth: a pipe kept per connection, with no socket leaked", async () => {
-    const server = await startPy("leak-pipe");
+  it("descriptor-growth: a pipe kept per connection, with no socket leaked", async (ctx) => {
+    const server = await startPy(ctx, "leak-pipe");
     const { code, report } = await checkJson([String(server.pid), "--probe", "2"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["descriptor-growth"]);
@@ -311,8 +313,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("a silent server does not hang check: no answer, no close; could not judge (exit 2), not a pass", async () => {
-    const server = await startPy("silent");
+  it("a silent server does not hang check: no answer, no close; could not judge (exit 2), not a pass", async (ctx) => {
+    const server = await startPy(ctx, "silent");
     const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "300ms"]);
     for (const p of report.probes) expect(p).toMatchObject({ connected: true, echoed: false, closedByServer: false });
     // It accepted them (it holds them), so someone accepts; what it does with them is not known within 300 ms.
@@ -325,8 +327,8 @@ describe("realfork check: other servers", () => {
     await stop(server);
   });
 
-  it("a server that exits during the check is reported, not a crash", async () => {
-    const server = await startPy("exit");
+  it("a server that exits during the check is reported, not a crash", async (ctx) => {
+    const server = await startPy(ctx, "exit");
     const r = await check([String(server.pid), "--probe", "2", "--timeout", "500ms"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("");
@@ -336,8 +338,13 @@ describe("realfork check: other servers", () => {
 });
 
 /** test/fixtures/servers/holders.py in one of its modes (TCP, or Unix with a path). */
-async function startHolders(mode: string, unixPath?: string): Promise<Server & { helper: number | null }> {
-  const proc = spawnTracked("python3", [
+async function startHolders(
+  ctx: TestContext,
+  mode: string,
+  unixPath?: string,
+): Promise<Server & { helper: number | null }> {
+  requires(ctx, PYTHON);
+  const proc = spawnTracked(PYTHON.probe[0], [
     fixture("servers/holders.py"),
     mode,
     ...(unixPath ? ["--unix", unixPath] : []),
@@ -370,8 +377,8 @@ function unixClient(path: string): Promise<Socket> {
 }
 
 describe("realfork check: holders that never accept (listener-inherited)", () => {
-  it("a helper program started after listen() without close-on-exec", async () => {
-    const server = await startHolders("helper");
+  it("a helper program started after listen() without close-on-exec", async (ctx) => {
+    const server = await startHolders(ctx, "helper");
     const { code, report } = await checkJson(["--port", String(server.port), "--probe", "2"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["listener-inherited"]);
@@ -391,8 +398,8 @@ describe("realfork check: holders that never accept (listener-inherited)", () =>
     await stop(server);
   });
 
-  it("a child forked to sleep that kept the listener", async () => {
-    const server = await startHolders("fork-helper");
+  it("a child forked to sleep that kept the listener", async (ctx) => {
+    const server = await startHolders(ctx, "fork-helper");
     const { code, report } = await checkJson([String(server.pid), "--probe", "2"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["listener-inherited"]);
@@ -403,8 +410,8 @@ describe("realfork check: holders that never accept (listener-inherited)", () =>
     await stop(server);
   });
 
-  it("the same helper started with close_fds=True: nothing to report", async () => {
-    const server = await startHolders("helper-ok");
+  it("the same helper started with close_fds=True: nothing to report", async (ctx) => {
+    const server = await startHolders(ctx, "helper-ok");
     const { code, report } = await checkJson(["--port", String(server.port), "--probe", "2"]);
     expect(report.findings).toEqual([]);
     expect(report.processes).toBe(2);
@@ -414,8 +421,8 @@ describe("realfork check: holders that never accept (listener-inherited)", () =>
 });
 
 describe("realfork check: nobody accepts (orphaned-listener, and no pass for what was not judged)", () => {
-  it("a child that kept the listener, its parent killed with SIGKILL: orphaned, probes wait in the backlog", async () => {
-    const server = await startHolders("leak-child");
+  it("a child that kept the listener, its parent killed with SIGKILL: orphaned, probes wait in the backlog", async (ctx) => {
+    const server = await startHolders(ctx, "leak-child");
     const client = await openServed(server.port);
     const [orphan] = (await childrenOf(server.pid, 1)) as [number];
     process.kill(server.pid, "SIGKILL");
@@ -440,7 +447,8 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     process.kill(orphan, "SIGKILL");
   });
 
-  it("the same under a subreaper: the orphan's parent is not pid 1, its group's leader (the server) is gone", async () => {
+  it("the same under a subreaper: the orphan's parent is not pid 1, its group's leader (the server) is gone", async (ctx) => {
+    requires(ctx, PYTHON);
     const reaper = spawnTracked("python3", [
       fixture("servers/subreaper.py"),
       "python3",
@@ -465,8 +473,8 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     expect(gone(orphan)).toBe(true);
   });
 
-  it("a helper that inherited the listener, its server killed: orphaned, and the fix is close-on-exec", async () => {
-    const server = await startHolders("helper");
+  it("a helper that inherited the listener, its server killed: orphaned, and the fix is close-on-exec", async (ctx) => {
+    const server = await startHolders(ctx, "helper");
     const helper = server.helper as number;
     process.kill(server.pid, "SIGKILL");
     await server.proc.died();
@@ -494,8 +502,8 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     await idle.exited();
   });
 
-  it("a listener that never accepts, its server alive: could not judge, exit 2", async () => {
-    const server = await startHolders("deaf");
+  it("a listener that never accepts, its server alive: could not judge, exit 2", async (ctx) => {
+    const server = await startHolders(ctx, "deaf");
     const r = await check([String(server.pid), "--probe", "2", "--timeout", "300ms"]);
     expect(r.code).toBe(2);
     expect(r.stdout).toMatch(
@@ -507,8 +515,8 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     await stop(server);
   });
 
-  it("a pool whose one worker is busy: a connection waiting is a busy moment without probes, unanswered probes are not a pass", async () => {
-    const server = await startPy("pool", "1");
+  it("a pool whose one worker is busy: a connection waiting is a busy moment without probes, unanswered probes are not a pass", async (ctx) => {
+    const server = await startPy(ctx, "pool", "1");
     await childrenOf(server.pid, 1);
     const busy = await openServed(server.port);
     const waiting = await open(server.port); // in the backlog: the one worker serves `busy`
@@ -532,8 +540,8 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
     await stop(server);
   });
 
-  it("a --timeout shorter than the server takes to answer: could not judge, exit 2", async () => {
-    const server = await startHolders("slow");
+  it("a --timeout shorter than the server takes to answer: could not judge, exit 2", async (ctx) => {
+    const server = await startHolders(ctx, "slow");
     const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "200ms"]);
     expect(code).toBe(2);
     expect(report.findings).toEqual([]);
@@ -545,9 +553,9 @@ describe("realfork check: nobody accepts (orphaned-listener, and no pass for wha
 });
 
 describe("realfork check --unix PATH", () => {
-  it("a correct forking server on a Unix socket: nothing to report; fds --unix shows the path", async () => {
+  it("a correct forking server on a Unix socket: nothing to report; fds --unix shows the path", async (ctx) => {
     const path = socketPath("correct.sock");
-    const server = await startHolders("correct", path);
+    const server = await startHolders(ctx, "correct", path);
     const { code, report } = await checkJson(["--unix", path, "--probe", "3"]);
     expect(report.findings).toEqual([]);
     expect(code).toBe(0);
@@ -564,9 +572,9 @@ describe("realfork check --unix PATH", () => {
     await stop(server);
   });
 
-  it("a leaky one: each child keeps the listener; killed, the orphan keeps the path", async () => {
+  it("a leaky one: each child keeps the listener; killed, the orphan keeps the path", async (ctx) => {
     const path = socketPath("leaky.sock");
-    const server = await startHolders("leak-child", path);
+    const server = await startHolders(ctx, "leak-child", path);
     const client = await unixClient(path);
     const [child] = (await childrenOf(server.pid, 1)) as [number];
     const live = await checkJson(["--unix", path]);
@@ -613,7 +621,8 @@ describe("realfork check -- COMMAND", () => {
     }
   };
 
-  it("starts a correct server, checks it, stops it: exit 0, nothing left", async () => {
+  it("starts a correct server, checks it, stops it: exit 0, nothing left", async (ctx) => {
+    requires(ctx, PYTHON);
     const { code, report } = await checkJson([
       "--probe",
       "3",
@@ -639,7 +648,8 @@ describe("realfork check -- COMMAND", () => {
     expect(gone(started?.pid ?? 0)).toBe(true);
   });
 
-  it("a leaky one (a helper holding the listener): exit 1, and the helper is ended too", async () => {
+  it("a leaky one (a helper holding the listener): exit 1, and the helper is ended too", async (ctx) => {
+    requires(ctx, PYTHON);
     const path = socketPath("cmd.sock");
     const { code, report } = await checkJson([
       "--probe",
@@ -663,7 +673,8 @@ describe("realfork check -- COMMAND", () => {
     expect(gone(helper)).toBe(true);
   });
 
-  it("a command that exits before it listens: exit 2 with the end of its stderr", async () => {
+  it("a command that exits before it listens: exit 2 with the end of its stderr", async (ctx) => {
+    requires(ctx, PYTHON);
     const r = await check([
       "--timeout",
       "10s",

@@ -5,6 +5,7 @@ import type { BenchReport } from "../src/cli/commands/bench.js";
 import { listeningPorts, processTree } from "../src/inspect/fdtable.js";
 import { runCli } from "./helpers/cli.js";
 import { sleep, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
+import { NET_SERVER, type Need, PYTHON, requires } from "./helpers/requires.js";
 import { echo } from "./helpers/servers.js";
 
 useLeftoverCheck();
@@ -26,10 +27,14 @@ async function startPeer(kind: PeerKind, bufferSize: number, workers = 2) {
 
 const shortOnly = ["--connections", "150", "--concurrency", "4"];
 const small = [...shortOnly, "--stream-bytes", "2097152"];
+/** What a peer needs beyond Node and the C programs. */
+const needs = (kind: PeerKind): Need[] => (kind === "python" ? [PYTHON] : kind.startsWith("perl-") ? [NET_SERVER] : []);
+
 const missingRuntimes = { ...process.env, REALFORK_PYTHON: "/nonexistent/python3", REALFORK_PERL: "/nonexistent/perl" };
 
 describe("the peer servers", () => {
-  it.each(PEERS)("%s echoes every byte value, with the buffer it is given, and stops on SIGTERM", async (kind) => {
+  it.for(PEERS)("%s echoes every byte value, with the buffer it is given, and stops on SIGTERM", async (kind, ctx) => {
+    requires(ctx, ...needs(kind));
     const { proc, port } = await startPeer(kind, 7);
     const payload = Buffer.from(Array.from({ length: 65536 }, (_, i) => (i * 7) % 256));
     const [a, b] = await Promise.all([echo(port, payload), echo(port, Buffer.from("hello\n"))]);
@@ -43,7 +48,8 @@ describe("the peer servers", () => {
     expect(await proc.exited(10_000)).toEqual({ code: 0, signal: null });
   });
 
-  it.each(PEERS)("%s rejects a bad buffer size with exit 1", async (kind) => {
+  it.for(PEERS)("%s rejects a bad buffer size with exit 1", async (kind, ctx) => {
+    requires(ctx, ...needs(kind));
     const [path, args] = peerCommand(kind, 0, 0, 2);
     const p = spawnTracked(path, args);
     expect(await p.exited(10_000)).toEqual({ code: 1, signal: null });
@@ -52,12 +58,13 @@ describe("the peer servers", () => {
 });
 
 describe("bench --server PEER", () => {
-  it.each([
+  it.for([
     ["python", 0],
     ["perl-fork", 0],
     ["perl-prefork", 2],
     ["c-prefork", 2],
-  ] as const)("%s: short connections, every echo exact, the children's memory read", async (server, workers) => {
+  ] as const)("%s: short connections, every echo exact, the children's memory read", async ([server, workers], ctx) => {
+    requires(ctx, ...needs(server));
     const r = await run([
       "bench",
       "--server",
@@ -87,15 +94,16 @@ describe("bench --server PEER", () => {
   });
 
   it("a runtime without the module: says which module and how to install it", async () => {
-    // python3 as the Perl: a runtime on which -MNet::Server::Fork does not load.
+    // node as the Perl: a runtime on which -MNet::Server::Fork does not load.
     const r = await run(["bench", "--server", "perl-fork", "--workload", "short", ...shortOnly], {
       ...process.env,
-      REALFORK_PERL: "python3",
+      REALFORK_PERL: process.execPath,
     });
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(
-      /^realfork: Perl Net::Server::Fork cannot run here: python3 -MNet::Server::Fork -e1 failed: /,
+    expect(r.stderr).toContain(
+      `realfork: Perl Net::Server::Fork cannot run here: ${process.execPath} -MNet::Server::Fork -e1 failed: `,
     );
+    expect(r.stderr.startsWith("realfork: ")).toBe(true);
     expect(r.stderr).toContain(
       "install Net::Server (Debian: apt-get install libnet-server-perl; elsewhere: cpan Net::Server)",
     );
@@ -103,7 +111,8 @@ describe("bench --server PEER", () => {
 });
 
 describe("compare --peers", () => {
-  it("runs every peer next to C and realfork: behaviour from the kernel, medians and ratios", async () => {
+  it("runs every peer next to C and realfork: behaviour from the kernel, medians and ratios", async (ctx) => {
+    requires(ctx, PYTHON, NET_SERVER);
     const r = await run<CompareResult>(
       ["compare", "--peers", "--rounds", "1", ...small, "--forks", "20", "--prefork", "2", "--json"],
       process.env,

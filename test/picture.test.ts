@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import type { Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { renderDot } from "../src/inspect/dot.js";
@@ -9,17 +8,9 @@ import { cli } from "./helpers/paths.js";
 import { decodePng, inkedPixels, pixelsNear } from "./helpers/png.js";
 import { sleep, spawnTracked, useLeftoverCheck } from "./helpers/processes.js";
 import { open, startServe, stop } from "./helpers/servers.js";
+import { png, wellFormed } from "./helpers/svg.js";
 
 useLeftoverCheck();
-
-/** xmllint (libxml2) parses it; throws with its message when it is not well-formed XML. */
-function wellFormed(xml: string): void {
-  execFileSync("xmllint", ["--noout", "-"], { input: xml, stdio: ["pipe", "ignore", "pipe"] });
-}
-
-function png(svg: string): Buffer {
-  return execFileSync("rsvg-convert", ["--format", "png"], { input: svg, maxBuffer: 64 * 1024 * 1024 });
-}
 
 /** A server and `n` idle clients, once every child holds its connection. */
 async function serverWith(n: number) {
@@ -56,6 +47,23 @@ function rects(svg: string, x: number): Array<[number, number]> {
     .filter((m) => Number(m[1]) === x)
     .map((m) => [Number(m[2]), Number(m[2]) + Number(m[3])]);
 }
+
+describe("the pictures' checks (test/helpers/svg.ts)", () => {
+  it("reject malformed XML, and tell a blank picture, a black one, a red one and text apart", () => {
+    for (const bad of ["<svg><g></svg>", "<svg>a & b</svg>", "<svg/><svg/>", "<svg>&nbsp;</svg>", '<svg a="1" a="2"/>'])
+      expect(() => wellFormed(bad), bad).toThrow(/^not well-formed XML: /);
+    const draw = (body: string) =>
+      decodePng(png(`<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100">${body}</svg>`));
+    const blank = draw("");
+    expect([blank.width, blank.height, inkedPixels(blank)]).toEqual([200, 100, 0]);
+    const black = draw('<rect x="10" y="10" width="100" height="50"/>');
+    expect([inkedPixels(black), pixelsNear(black, FINDING_COLOUR)]).toEqual([5000, 0]);
+    const red = draw(`<rect x="10" y="10" width="100" height="50" fill="${FINDING_COLOUR}"/>`);
+    expect(pixelsNear(red, FINDING_COLOUR)).toBe(5000);
+    // Text is drawn on any machine: the font comes with the tests, not from the system.
+    expect(inkedPixels(draw('<text x="10" y="50" font-family="DejaVu Sans Mono">refs 2</text>'))).toBeGreaterThan(50);
+  });
+});
 
 describe("descriptor pictures", () => {
   it("fds --svg is well-formed XML and holds every pid, inode and reference count of its snapshot", async () => {

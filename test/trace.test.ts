@@ -165,6 +165,9 @@ describe("realfork serve --trace", () => {
     const server = await startServe(["--trace"]);
     await echo(server.port, Buffer.from("x\n"));
     await childrenGone(server.pid);
+    // The child wrote its last line before it ended, but the pipe may not have
+    // delivered it to this process yet.
+    await server.proc.waitFor(/trace \[child \d+\] close\(\d+\) of the connected socket/, 10_000, "stderr");
     const err = server.proc.stderr();
     expect(err).toMatch(
       /trace \[parent \d+\] accept\(\) -> fd \d+; socket:\[\d+\] 127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+ [A-Z_]+ holders \d+:\d+ \(refs 1\)/,

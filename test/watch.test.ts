@@ -1,33 +1,20 @@
 // realfork watch, driven in a real browser: Debian's chromium through
 // playwright-core. Without chromium the browser tests are skipped with a line
-// saying what is missing; with REALFORK_REQUIRE_ALL=1 (CI) that is a failure.
+// saying what is missing; with REALFORK_REQUIRE_ALL=1 (CI) that is a failure
+// (test/helpers/requires.ts).
 import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type FdSnapshot, type ProcessEntry, type SocketEntry, snapshot } from "../src/inspect/fdtable.js";
 import { changes } from "../src/inspect/web/changes.js";
 import { cli } from "./helpers/paths.js";
 import { spawnTracked, type Tracked, useLeftoverCheck } from "./helpers/processes.js";
+import { CHROMIUM, verdict } from "./helpers/requires.js";
 import { open, type Server, startServe } from "./helpers/servers.js";
 
 useLeftoverCheck();
 
-const CHROMIUM = "/usr/bin/chromium";
-
-/** What the browser tests need and this machine lacks, or null. */
-function browserMissing(): string | null {
-  try {
-    createRequire(import.meta.url).resolve("playwright-core");
-  } catch {
-    return "playwright-core is not installed (npm ci installs it: a devDependency)";
-  }
-  if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (Debian: apt-get install -y chromium)`;
-  return null;
-}
-
-const missing = browserMissing();
-const requireAll = process.env.REALFORK_REQUIRE_ALL === "1";
-if (missing && !requireAll) console.warn(`test/watch.test.ts: browser tests skipped: ${missing}`);
+/** Run the browser tests, skip them with a line saying what to install, or fail them (REALFORK_REQUIRE_ALL=1). */
+const browserVerdict = verdict([CHROMIUM]);
 
 type Browser = import("playwright-core").Browser;
 type Page = import("playwright-core").Page;
@@ -158,14 +145,14 @@ describe("realfork watch: wrong input", () => {
   });
 });
 
-describe.skipIf(missing !== null && !requireAll)("realfork watch in chromium", () => {
+describe.skipIf(browserVerdict !== null && "skip" in browserVerdict)("realfork watch in chromium", () => {
   let browser: Browser;
 
   beforeAll(async () => {
-    if (missing) throw new Error(`REALFORK_REQUIRE_ALL=1 and ${missing}`);
+    if (browserVerdict && "fail" in browserVerdict) throw new Error(browserVerdict.fail);
     const { chromium } = await import("playwright-core");
     browser = await chromium.launch({
-      executablePath: CHROMIUM,
+      executablePath: CHROMIUM.probe[0],
       args: [
         "--headless",
         "--no-sandbox",

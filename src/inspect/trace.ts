@@ -6,6 +6,7 @@ import { native } from "../lib/native.js";
 import { writeAll } from "../lib/output.js";
 import * as posix from "../lib/posix.js";
 import type { ServerStep } from "../lib/server/types.js";
+import { listFds } from "./fdtable/libproc.js";
 import { type Holder, snapshot } from "./fdtable.js";
 import { holderText } from "./fdview.js";
 
@@ -33,7 +34,7 @@ export function socketInode(fd: number): number | null {
     const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
     return m ? Number(m[1]) : null;
   }
-  const list = native.listFds?.(native.getpid());
+  const list = listFds(native.getpid());
   return typeof list === "object" ? (list.find((d) => d.fd === fd)?.id ?? null) : null;
 }
 

@@ -14,17 +14,6 @@ export interface NativeAccepted extends NativeAddress {
   fd: number;
 }
 
-/** One descriptor as libproc describes it (macOS only). */
-export interface NativeFdEntry {
-  fd: number;
-  type: "socket" | "tcp" | "unix" | "pipe" | "file" | "kqueue" | "other";
-  id?: number;
-  local?: string;
-  remote?: string | null;
-  state?: string;
-  path?: string;
-}
-
 export interface NativeFdWatcher {
   /** events: 1 readable (default), 2 writable, 3 both; 0 or -errno. */
   start(events?: number): number;
@@ -95,8 +84,10 @@ export interface NativeBinding {
   strerror(errno: number): string;
   /** Linux only: 0 when both descriptors share one open file description. */
   kcmp?(pid1: number, pid2: number, fd1: number, fd2: number): number;
-  /** macOS only. */
-  listFds?(pid: number): NativeFdEntry[] | number;
+  /** macOS only: proc_pidinfo(), bytes filled (an empty buffer: bytes needed); src/inspect/fdtable/libproc.ts reads them. */
+  procPidInfo?(pid: number, flavor: number, arg: number, buffer: Buffer): number;
+  /** macOS only: proc_pidfdinfo(), bytes filled. */
+  procPidFdInfo?(pid: number, fd: number, flavor: number, buffer: Buffer): number;
   /** The event loop's wakeup descriptors (uv_async_send writes to them); -1 when unused. */
   loopWakeupFds(): [number, number];
   platform: "linux" | "darwin";

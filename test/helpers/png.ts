@@ -1,4 +1,4 @@
-// Reads the pixels of a PNG (8-bit RGB or RGBA, what rsvg-convert writes), so
+// Reads the pixels of a PNG (8-bit RGB or RGBA, what resvg writes), so
 // that a test can tell a drawn picture from a blank one.
 import { inflateSync } from "node:zlib";
 

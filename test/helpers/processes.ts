@@ -1,7 +1,9 @@
 // Every process a test starts goes through spawnTracked(): it runs in its own
-// process group, so that whatever it forks can be found and killed after the
-// test, and checkLeftovers() reports any process or zombie left behind.
+// process group, so that whatever it forks can be found after the test, and
+// checkLeftovers() kills what is left and reports each process it killed (a
+// failing test is reported, and leaves nothing running for the next one).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { afterEach, expect } from "vitest";
 
 export interface Tracked {
@@ -18,6 +20,18 @@ export interface Tracked {
 }
 
 const started: Tracked[] = [];
+
+// A test file that ends without its afterEach (its worker torn down after a
+// hang) still takes what it started with it.
+process.on("exit", () => {
+  for (const t of started) killGroup(t.pid);
+});
+
+function killGroup(leader: number): void {
+  try {
+    process.kill(-leader, "SIGKILL");
+  } catch {}
+}
 
 export function spawnTracked(
   command: string,
@@ -99,7 +113,31 @@ export interface PsRow {
   command: string;
 }
 
+/** Every process, from /proc on Linux (no procps needed), from ps elsewhere. */
 export function ps(): PsRow[] {
+  if (process.platform === "linux") {
+    const rows: PsRow[] = [];
+    for (const name of readdirSync("/proc")) {
+      if (!/^\d+$/.test(name)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      } catch {
+        continue; // gone since the listing
+      }
+      // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+      const close = stat.lastIndexOf(")");
+      const [state, ppid, pgid] = stat.slice(close + 2).split(" ");
+      rows.push({
+        pid: Number(name),
+        ppid: Number(ppid),
+        pgid: Number(pgid),
+        stat: state ?? "",
+        command: stat.slice(stat.indexOf("(") + 1, close),
+      });
+    }
+    return rows;
+  }
   const text = execFileSync("ps", ["-A", "-o", "pid=,ppid=,pgid=,stat=,comm="], { encoding: "utf8" });
   return text
     .split("\n")
@@ -129,30 +167,53 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /**
- * Kills what a test left running (by process group) and returns a report of
- * it. A test that cleans up after itself has an empty report.
+ * The processes of the given leaders: their groups, and their descendants that
+ * left the group (setsid, setpgid), found through their parents.
+ */
+export function familyOf(leaders: number[], rows = ps()): PsRow[] {
+  const pids = new Set(rows.filter((p) => leaders.includes(p.pgid)).map((p) => p.pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of rows)
+      if (pids.has(p.ppid) && !pids.has(p.pid)) {
+        pids.add(p.pid);
+        grew = true;
+      }
+  }
+  return rows.filter((p) => pids.has(p.pid));
+}
+
+const describeRow = (p: PsRow) => `pid ${p.pid} (${p.command}, parent ${p.ppid}, state ${p.stat})`;
+
+/**
+ * Ends what the tests started since the last call and had not ended: after a
+ * moment for processes on their way out, SIGKILL to every tracked process
+ * group and to every descendant outside them. Returns one line per process
+ * it killed ("killed: ..."), and per process still there after that; a test
+ * that cleaned up after itself gets an empty list.
  */
 export async function checkLeftovers(): Promise<string[]> {
   const leaders = started.splice(0).map((t) => t.pid);
   if (leaders.length === 0) return [];
-  // Give processes that are on their way out a moment to finish.
-  for (let i = 0; i < 40 && inGroups(leaders).some((p) => !p.stat.startsWith("Z")); i++) await sleep(50);
-  const left = inGroups(leaders).filter((p) => !p.stat.startsWith("Z"));
-  for (const leader of leaders) {
+  const alive = () => familyOf(leaders).filter((p) => !p.stat.startsWith("Z"));
+  for (let i = 0; i < 40 && alive().length > 0; i++) await sleep(50);
+  const left = alive();
+  for (const leader of leaders) killGroup(leader);
+  for (const p of left) {
     try {
-      process.kill(-leader, "SIGKILL");
+      process.kill(p.pid, "SIGKILL");
     } catch {}
   }
-  for (let i = 0; i < 40 && inGroups(leaders).length > 0; i++) await sleep(50);
-  const report = left.map((p) => `left running: pid ${p.pid} (${p.command}, parent ${p.ppid}, state ${p.stat})`);
-  for (const z of inGroups(leaders)) report.push(`zombie or unkillable: pid ${z.pid} (${z.command}, state ${z.stat})`);
+  for (let i = 0; i < 40 && familyOf(leaders).length > 0; i++) await sleep(50);
+  const report = left.map((p) => `killed: ${describeRow(p)}, left running by the test`);
+  for (const z of familyOf(leaders)) report.push(`zombie or unkillable after SIGKILL: ${describeRow(z)}`);
   return report;
 }
 
 /** Registers the after-each check in the calling test file. */
 export function useLeftoverCheck(): void {
   afterEach(async () => {
-    expect(await checkLeftovers(), "processes left behind by this test").toEqual([]);
+    expect(await checkLeftovers(), "processes this test left running, now killed").toEqual([]);
   });
 }
 

@@ -1,9 +1,9 @@
-// macOS: descriptor tables from libproc (through the addon), the process
-// tree from ps. libproc does not say which descriptors share an open file
-// description.
+// macOS: descriptor tables from libproc (libproc.ts reads its structs), the
+// process tree from ps. libproc does not say which descriptors share an open
+// file description.
 import { execFileSync } from "node:child_process";
 import { SyscallError } from "../../lib/errors.js";
-import { native } from "../../lib/native.js";
+import { type Libproc, listFds } from "./libproc.js";
 import type { Descriptor, DescriptorType, ProcessEntry } from "./types.js";
 
 export function parentMap(): Map<number, { ppid: number; command: string }> {
@@ -16,9 +16,10 @@ export function parentMap(): Map<number, { ppid: number; command: string }> {
   return map;
 }
 
-export function readProcess(pid: number, ppid: number, command: string): ProcessEntry {
+/** `lib`: the addon's libproc calls (a test gives recorded ones). */
+export function readProcess(pid: number, ppid: number, command: string, lib?: Partial<Libproc>): ProcessEntry {
   const entry: ProcessEntry = { pid, ppid, command, descriptors: [] };
-  const list = native.listFds?.(pid);
+  const list = listFds(pid, lib);
   if (list === undefined) {
     entry.error = "libproc is not available in this build";
     return entry;
