@@ -4,7 +4,7 @@
 // before, during and after probe connections of its own.
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { durationText } from "../cli/commands/usage.js";
+import { durationText } from "../lib/output.js";
 import { type FdSnapshot, type SocketEntry, snapshot } from "./fdtable.js";
 import type { Evidence, Finding, FindingKind } from "./findings.js";
 import { type ProcState, processStates, UNKNOWN_STATES } from "./procstate.js";

@@ -32,3 +32,9 @@ export function warn(line: string): void {
     writeAll(2, `${line}\n`);
   } catch {}
 }
+
+/** 0, 500ms, 2s, 1.5s: how durations are written back to the user. */
+export function durationText(ms: number): string {
+  if (ms === 0) return "0";
+  return ms < 1000 ? `${ms}ms` : `${ms / 1000}s`;
+}

@@ -3,8 +3,8 @@ import { type CheckReport, CheckTargetError, checkServer, checkStatus, renderChe
 import { tcpSockets } from "../../inspect/fdtable/linux.js";
 import { listenerOwner, processExists, unixListenerOwner } from "../../inspect/fdtable.js";
 import { type ListenWanted, type StartedReport, StartedServer } from "../../inspect/started-server.js";
-import { warn, writeAll } from "../../lib/output.js";
-import { durationOption, durationText, intOption, parse, portArg, positionals, UsageError } from "./usage.js";
+import { durationText, warn, writeAll } from "../../lib/output.js";
+import { durationOption, intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const CHECK_USAGE = `Usage: realfork check <pid> [options]
        realfork check --port <port> [options]

@@ -1,3 +1,4 @@
+import { durationText } from "../../lib/output.js";
 /**
  * Wrong usage. The CLI prints one line on stderr, the command's name, the
  * reason and where the help is ("realfork serve: ... (see realfork serve
@@ -103,10 +104,4 @@ export function durationOption(
       usage,
     );
   return ms;
-}
-
-/** 0, 500ms, 2s, 1.5s: how durations are written back to the user. */
-export function durationText(ms: number): string {
-  if (ms === 0) return "0";
-  return ms < 1000 ? `${ms}ms` : `${ms / 1000}s`;
 }
