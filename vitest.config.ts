@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // src/ compiled to dist/ once, before any file: tests and fixtures run one build.
+    globalSetup: ["test/setup/build.ts"],
     // Each test file in its own process; the cases inside spawn their own.
     pool: "forks",
     testTimeout: 60_000,
