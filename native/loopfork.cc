@@ -5,9 +5,16 @@
 // before any JavaScript or libuv call runs in the child. It leans on libuv's
 // private loop fields (wq, wq_mutex, child_watcher, active_reqs): written for
 // libuv 1.46 (Node 20), checked by test/event-loop*.test.ts.
+#include <node_version.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <uv.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 #include <memory>
+#include <string>
 
 // struct uv__queue and the loop fields used below are libuv 1.46's.
 #if UV_VERSION_HEX < 0x012E00
@@ -128,6 +135,30 @@ Napi::Value StartLoopGuard(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// True on the process's main thread. fork() from another thread (a Worker's)
+// makes a child whose only thread is that one: the main thread and its loop
+// are gone there.
+Napi::Value IsMainThread(const Napi::CallbackInfo& info) {
+#ifdef __linux__
+  bool main = syscall(SYS_gettid) == getpid();
+#else
+  bool main = pthread_main_np() != 0;
+#endif
+  return Napi::Boolean::New(info.Env(), main);
+}
+
+// What this file was compiled against: the libuv whose private loop fields
+// it reads, and the Node ABI (an N-API addon built on one Node loads in
+// another). src/lib/event-loop-child.ts compares them with the running ones.
+Napi::Object Built(Napi::Env env) {
+  Napi::Object built = Napi::Object::New(env);
+  built.Set("uv", std::to_string(UV_VERSION_MAJOR) + "." + std::to_string(UV_VERSION_MINOR) + "." +
+                      std::to_string(UV_VERSION_PATCH));
+  built.Set("modules", std::to_string(NODE_MODULE_VERSION));
+  built.Set("node", std::string(NODE_VERSION_STRING));
+  return built;
+}
+
 }  // namespace
 
 void PrepareLoopInChild(uv_loop_t* loop) {
@@ -152,6 +183,8 @@ uv_loop_t* EventLoop(Napi::Env env) { return LoopOf(env); }
 void InitLoopFork(Napi::Env env, Napi::Object exports) {
   exports.Set("threadpoolWork", Napi::Function::New(env, ThreadpoolRunning, "threadpoolWork"));
   exports.Set("startLoopGuard", Napi::Function::New(env, StartLoopGuard, "startLoopGuard"));
+  exports.Set("isMainThread", Napi::Function::New(env, IsMainThread, "isMainThread"));
+  exports.Set("built", Built(env));
 }
 
 }  // namespace realfork

@@ -67,6 +67,10 @@ export interface NativeBinding {
   fork(eventLoop?: boolean): number;
   /** Threadpool requests queued or running, and finished ones not yet collected. */
   threadpoolWork(): { running: number; finished: number };
+  /** True on the process's main thread (not a Worker's). */
+  isMainThread(): boolean;
+  /** The libuv and Node ABI the addon was compiled against (native/loopfork.cc reads libuv's private loop fields). */
+  built: { uv: string; modules: string; node: string };
   /** A ref'd prepare handle: onIdle when nothing else is alive, then onDrained if still nothing. */
   startLoopGuard(onIdle: () => void, onDrained: () => void): void;
   /** Closes every FdWatcher of this process, with no callback. */
