@@ -99,6 +99,29 @@ describe("what a child with its own loop keeps, and what fork({ eventLoop }) ref
   });
 });
 
+describe("the loop registry: nothing paid until used", () => {
+  it("is off after import: promise hooks off, process.emit and process.exit Node's own; on at enableLoopRegistry()", async () => {
+    const run = await runFixture("loop-lazy.mjs", ["import"], ST, 60_000);
+    expect(run.code, run.stderr).toBe(0);
+    const lazy = event(run, "lazy");
+    // Code after an await runs in no async context (0) unless promise hooks are on.
+    expect(lazy).toMatchObject({ idle: { asyncId: 0 }, patched: { emit: false, exit: false } });
+    expect((lazy.on as { asyncId: number }).asyncId).toBeGreaterThan(0);
+  });
+
+  it("finds at the first fork({ eventLoop }) the timers, immediates and unref'd servers made before it", async () => {
+    const run = await runFixture("loop-lazy.mjs", ["before"], ST, 30_000);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.events.filter((e) => e.event === "stolen")).toEqual([]);
+    const parent = event(run, "parent");
+    // Every connection answered by the parent: the child closed its copy of the server.
+    expect(parent.answers).toEqual(Array(10).fill("parent"));
+    // Ended at its own 300 ms timer, not the parent's 3 s one.
+    expect(parent.status).toMatchObject({ pid: event(run, "child").pid, state: "exited", code: 0 });
+    expect(parent.waitedMs as number).toBeLessThan(2_500);
+  });
+});
+
 describe("how a child with its own loop ends", () => {
   it("drains: 'beforeExit' may schedule more work, then 'exit', then status 0", async () => {
     const run = await runFixture("loop-exit.mjs", ["drained"], ST);

@@ -72,10 +72,10 @@ export function liveWorkers(): number {
 
 /**
  * Turns on the registry of timers and handles that fork({ eventLoop: true })
- * closes in its child, and finds, once, those made before (in V8's heap,
- * through an in-process inspector session: ~0.1 s). The first
- * fork({ eventLoop: true }) calls it; call it earlier to pay that search at a
- * time of your choosing. From then on this process pays for promise hooks
+ * closes in its child. The first fork({ eventLoop: true }) calls it. Timers,
+ * sockets or watchers made before are found then, once, in V8's heap (an
+ * in-process inspector session: 0.3 to 1 s measured); called first thing in
+ * a script, before any of them, it skips that search. From then on this process pays for promise hooks
  * (a loop of awaits ~10x slower): programs that never fork with eventLoop
  * never call it and pay nothing.
  */
@@ -94,8 +94,10 @@ export function enableLoopRegistry(): void {
       timeouts.delete(id) || immediates.delete(id) || handles.delete(id);
     },
   });
+  // Counted before the hook's first resource: nothing alive, nothing to find.
+  const existing = native.existingHandles();
   registry.enable();
-  adoptExisting();
+  if (existing > 0) adoptExisting();
 }
 
 /**

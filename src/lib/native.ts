@@ -67,6 +67,8 @@ export interface NativeBinding {
   fork(eventLoop?: boolean): number;
   /** Threadpool requests queued or running, and finished ones not yet collected. */
   threadpoolWork(): { running: number; finished: number };
+  /** Handles of Node's alive now (sockets, servers, processes, watchers, reading stdio, a due timer, a waiting immediate). */
+  existingHandles(): number;
   /** True on the process's main thread (not a Worker's). */
   isMainThread(): boolean;
   /** The libuv and Node ABI the addon was compiled against (native/loopfork.cc reads libuv's private loop fields). */
