@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { event, runFixture } from "./helpers/fixtures.js";
 import { useLeftoverCheck } from "./helpers/processes.js";
@@ -96,6 +99,26 @@ describe("what a child with its own loop keeps, and what fork({ eventLoop }) ref
       registryOff:
         "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: disableLoopRegistry() was called in this process: its timers and handles are not known",
     });
+  });
+});
+
+describe("descriptors the loop child does not keep", () => {
+  it("are never reused under a parent's object: its FileHandle fails with EBADF instead of writing into the child's new file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "realfork-reuse-"));
+    try {
+      const run = await runFixture("loop-reuse.mjs", [dir], ST, 30_000);
+      expect(run.code, run.stderr).toBe(0);
+      const child = event(run, "child");
+      expect(child.write).toBe("EBADF");
+      expect(child.fd).not.toBe(child.logFd);
+      expect(event(run, "parent")).toMatchObject({
+        status: { state: "exited", code: 0 },
+        parentLog: "parent log line\n",
+        childFile: "child's own line\n",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

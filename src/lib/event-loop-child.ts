@@ -9,6 +9,7 @@ import { createRequire } from "node:module";
 import { constants as osConstants } from "node:os";
 import { fs } from "./builtins.js";
 import { openDescriptors } from "./descriptors.js";
+import { check } from "./errors.js";
 import { native } from "./native.js";
 import { warn } from "./output.js";
 
@@ -352,9 +353,15 @@ function closeHandle(h: Closable): void {
 
 // What no handle held: the parent's raw sockets (realfork's own listeners)
 // and open files. Pipes and anonymous inodes (Node's and libuv's own: epoll,
-// eventfds, the signal pipes, the platform's task queue) stay.
+// eventfds, the signal pipes, the platform's task queue) stay. Not closed
+// but covered: an object of the parent's may still own the number (a
+// FileHandle, a logger's fd) and the child's next open() would get it, so
+// that object's writes would land in the child's new file. A descriptor of
+// /dev/null opened O_PATH takes its place: every read and write on it fails
+// with EBADF, and the number is never reused.
 function sweepDescriptors(keep: readonly number[]): void {
   const dir = "/proc/self/fd";
+  let placeholder = -1;
   for (const fd of openDescriptors()) {
     if (fd <= 2 || keep.includes(fd)) continue;
     let target: string;
@@ -363,6 +370,13 @@ function sweepDescriptors(keep: readonly number[]): void {
     } catch {
       continue;
     }
-    if (target.startsWith("socket:") || (target.startsWith("/") && !target.startsWith("/dev/"))) native.close(fd);
+    if (!target.startsWith("socket:") && !(target.startsWith("/") && !target.startsWith("/dev/"))) continue;
+    if (placeholder < 0) {
+      const { O_PATH = 0, O_RDONLY, O_CLOEXEC } = native.constants;
+      placeholder = check(native.open("/dev/null", (O_PATH || O_RDONLY) | O_CLOEXEC), "open");
+    }
+    native.dup2(placeholder, fd);
+    native.cloexec(fd, true);
   }
+  if (placeholder >= 0) native.close(placeholder);
 }

@@ -137,7 +137,10 @@ export interface NativeBinding {
     | "WNOHANG"
     | "WUNTRACED",
     number
-  >;
+  > & {
+    /** Linux: a descriptor that names a file and allows no I/O. */
+    O_PATH?: number;
+  };
 }
 
 const require = createRequire(import.meta.url);
