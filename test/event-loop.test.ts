@@ -122,6 +122,19 @@ describe("descriptors the loop child does not keep", () => {
   });
 });
 
+describe("keep-alive pools the loop child inherits", () => {
+  it("start empty in the child: its first request through http's global agent and fetch works", async () => {
+    const run = await runFixture("loop-pools.mjs", [], ST, 30_000);
+    expect(run.code, run.stderr).toBe(0);
+    expect(event(run, "parent")).toMatchObject({
+      parent: { http: expect.stringMatching(/^\/parent from/), fetch: expect.stringMatching(/^\/parent from/) },
+      pooled: 1,
+      status: { state: "exited", code: 0 },
+    });
+    expect(event(run, "child")).toEqual({ event: "child", pooled: 0, http: "/child", fetch: "/child" });
+  });
+});
+
 describe("the loop registry: nothing paid until used", () => {
   it("is off after import: promise hooks off, process.emit and process.exit Node's own; on at enableLoopRegistry()", async () => {
     const run = await runFixture("loop-lazy.mjs", ["import"], ST, 60_000);

@@ -341,6 +341,11 @@ function removeSignalListeners(): void {
 // Closed at the handle: no 'close' or 'end' event runs the parent's
 // listeners in the child, and nothing is shut down (a shutdown would end the
 // parent's connection too). A child process's handle is closed, not killed.
+// A socket's owner learns it is gone, without events: it reads as destroyed
+// (a write fails with ERR_STREAM_DESTROYED, not EBADF), and 'agentRemove',
+// the event by which http's agents give a socket up, takes it out of the
+// keep-alive pool it sits in (the globalAgents' or any other): the child's
+// first request would otherwise get the parent's dead socket (write EBADF).
 function closeHandle(h: Closable): void {
   if (h.fd !== undefined && h.fd >= 0 && h.fd <= 2) {
     // stdio stays; the child does not read the parent's stdin.
@@ -349,6 +354,20 @@ function closeHandle(h: Closable): void {
     return;
   }
   h.close();
+  const owner = ownerOf(h);
+  if (owner && "_writableState" in owner) {
+    (owner as unknown as { destroyed: boolean }).destroyed = true;
+    owner.emit("agentRemove");
+  }
+}
+
+/** The net.Socket (or other object) a handle belongs to: Node keeps it under a symbol of its own. */
+function ownerOf(h: Closable): NodeJS.EventEmitter | undefined {
+  const key = Object.getOwnPropertySymbols(h).find((sym) => sym.description === "owner_symbol");
+  const owner = key ? (h as unknown as Record<symbol, unknown>)[key] : undefined;
+  return owner && typeof (owner as NodeJS.EventEmitter).emit === "function"
+    ? (owner as NodeJS.EventEmitter)
+    : undefined;
 }
 
 // What no handle held: the parent's raw sockets (realfork's own listeners)
