@@ -127,15 +127,17 @@ function refuseWhenRegistryUnusable(): void {
 // Timers, immediates and handles made before the registry was on: every live
 // instance of their classes, found by the inspector's Runtime.queryObjects
 // (a heap walk after a GC). Handles through their owners, which all are
-// EventEmitters (net.Socket and Server, stdio, ChildProcess, fs watchers):
-// an owner's _handle is null once it closed. Synchronous: an in-process
+// EventEmitters (net.Socket and Server, stdio, ChildProcess, fs watchers,
+// dgram.Socket): an owner's handle is null once it closed. Synchronous: an in-process
 // session answers within post(). Where node has no inspector, the handles
 // Node counts as active are all that can be found (not unref'd ones, not
 // timers).
 function adoptExisting(): void {
   type Owner = { _handle?: Closable | null };
   const adoptOwner = (o: Owner) => {
-    const h = o._handle;
+    // A dgram.Socket keeps its handle in a state object under a symbol.
+    const state = Object.getOwnPropertySymbols(o).find((sym) => sym.description === "state symbol");
+    const h = o._handle ?? (state ? (o as Record<symbol, { handle?: Closable }>)[state]?.handle : undefined);
     if (h && typeof h.close === "function" && HANDLE_CLASSES.has(h.constructor.name)) handles.set(--adoptedKey, h);
   };
   let session: import("node:inspector").Session;
