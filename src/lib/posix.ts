@@ -153,7 +153,7 @@ export function poll(requests: readonly PollRequest[], timeoutMs: number): numbe
 }
 
 /**
- * fcntl(F_SETFD, FD_CLOEXEC): whether a program this process exec()s (a
+ * fcntl(F_SETFD, FD_CLOEXEC): whether a program this process executes (a
  * spawn) inherits the descriptor. socket(), socketpair() and accept() make
  * theirs close-on-exec; clear it on purpose to hand one to a program. fork()
  * ignores it. Returns the previous setting.
