@@ -1,7 +1,24 @@
 {
   "targets": [
     {
+      # The one file that calls V8's and Node's C++ API (to park V8's worker
+      # threads across fork): V8 14's headers (Node 26) need C++20; the rest
+      # of the addon is C++17 against N-API only.
+      "target_name": "realfork_platform",
+      "type": "static_library",
+      "sources": ["native/platform_park.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Wno-unused-parameter", "-fPIC"],
+      "xcode_settings": {
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++20",
+        "MACOSX_DEPLOYMENT_TARGET": "11.0",
+        "GCC_ENABLE_CPP_EXCEPTIONS": "NO"
+      }
+    },
+    {
       "target_name": "realfork",
+      "dependencies": ["realfork_platform"],
       "sources": [
         "native/realfork.cc",
         "native/sockets.cc",

@@ -5,7 +5,6 @@
 // before any JavaScript or libuv call runs in the child. It leans on libuv's
 // private loop fields (wq, wq_mutex, child_watcher, active_reqs): written for
 // libuv 1.46 (Node 20), checked by test/event-loop*.test.ts.
-#include <node_version.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <uv.h>
@@ -14,7 +13,6 @@
 #endif
 
 #include <memory>
-#include <string>
 
 // struct uv__queue and the loop fields used below are libuv 1.46's.
 #if UV_VERSION_HEX < 0x012E00
@@ -185,18 +183,6 @@ Napi::Value IsMainThread(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), main);
 }
 
-// What this file was compiled against: the libuv whose private loop fields
-// it reads, and the Node ABI (an N-API addon built on one Node loads in
-// another). src/lib/event-loop-child.ts compares them with the running ones.
-Napi::Object Built(Napi::Env env) {
-  Napi::Object built = Napi::Object::New(env);
-  built.Set("uv", std::to_string(UV_VERSION_MAJOR) + "." + std::to_string(UV_VERSION_MINOR) + "." +
-                      std::to_string(UV_VERSION_PATCH));
-  built.Set("modules", std::to_string(NODE_MODULE_VERSION));
-  built.Set("node", std::string(NODE_VERSION_STRING));
-  return built;
-}
-
 }  // namespace
 
 void PrepareLoopInChild(uv_loop_t* loop) {
@@ -223,7 +209,6 @@ void InitLoopFork(Napi::Env env, Napi::Object exports) {
   exports.Set("startLoopGuard", Napi::Function::New(env, StartLoopGuard, "startLoopGuard"));
   exports.Set("existingHandles", Napi::Function::New(env, ExistingHandles, "existingHandles"));
   exports.Set("isMainThread", Napi::Function::New(env, IsMainThread, "isMainThread"));
-  exports.Set("built", Built(env));
 }
 
 }  // namespace realfork

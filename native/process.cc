@@ -14,11 +14,18 @@
 namespace realfork {
 namespace {
 
+// How long fork() waits for V8's worker threads to finish what they run.
+constexpr int kParkTimeoutMs = 2000;
+
 // fork(eventLoop): with eventLoop true, the child's libuv loop is made its
 // own before anything else runs in it (native/loopfork.cc).
 Napi::Value Fork(const Napi::CallbackInfo& info) {
   bool own_loop = info.Length() > 0 && info[0].ToBoolean();
   uv_loop_t* loop = own_loop ? EventLoop(info.Env()) : nullptr;
+  if (!ParkPlatformWorkers(kParkTimeoutMs)) {
+    ReleasePlatformWorkers();
+    return Errno(info.Env(), EBUSY);
+  }
   // All signals stay blocked across fork() so that no handler runs in the
   // child before its dispositions are its own (node-pty does the same).
   sigset_t all, old;
@@ -30,6 +37,7 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   int err = errno;
   if (pid == 0) ResetSignalHandlersInChild();
   if (pid == 0 && loop != nullptr) PrepareLoopInChild(loop);
+  if (pid != 0) ReleasePlatformWorkers();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return pid < 0 ? Errno(info.Env(), err) : Napi::Number::New(info.Env(), pid);
 }

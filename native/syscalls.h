@@ -31,5 +31,11 @@ void ForgetSignalHandlers();
 // gives the child a loop of its own (native/loopfork.cc).
 void PrepareLoopInChild(uv_loop_t* loop);
 uv_loop_t* EventLoop(Napi::Env env);
+// Holds every V8 platform worker thread in a task of ours until
+// ReleasePlatformWorkers(), so that none is inside the platform's condition
+// variable or V8 work at fork() (native/platform_park.cc). False when they
+// did not all arrive within timeout_ms (then release them and fail).
+bool ParkPlatformWorkers(int timeout_ms);
+void ReleasePlatformWorkers();
 
 }  // namespace realfork

@@ -10,7 +10,8 @@ useLeftoverCheck();
 
 const run = <T = BenchReport>(args: string[], timeoutMs = 60_000) => runCli<T>(args, { timeoutMs });
 
-const small = ["--connections", "150", "--concurrency", "4", "--stream-bytes", "2097152"];
+const short = ["--connections", "150", "--concurrency", "4"];
+const small = [...short, "--stream-bytes", "2097152"];
 
 describe("realfork bench", () => {
   it.each(["ts", "c"])("--server %s: short and stream, every byte checked, and the cost of fork", async (server) => {
@@ -55,12 +56,12 @@ describe("realfork bench", () => {
   });
 
   it("drives --prefork workers, and the book's server (which cannot report fork times)", async () => {
-    const pre = await run(["bench", "--server", "ts", "--prefork", "2", "--workload", "short", ...small, "--json"]);
+    const pre = await run(["bench", "--server", "ts", "--prefork", "2", "--workload", "short", ...short, "--json"]);
     expect(pre.code, pre.stderr).toBe(0);
     expect(pre.json?.server).toBe("realfork serve --prefork 2");
     expect(pre.json?.short).toMatchObject({ ok: 150, failed: 0 });
     expect(pre.json?.short?.forkCost.parentLatencyUs?.forks).toBe(0);
-    const book = await run(["bench", "--server", "c-book", "--workload", "short", ...small, "--json"]);
+    const book = await run(["bench", "--server", "c-book", "--workload", "short", ...short, "--json"]);
     expect(book.code, book.stderr).toBe(0);
     expect(book.json?.short).toMatchObject({ ok: 150, failed: 0, mismatched: 0 });
     expect(book.json?.short?.forkCost.parentLatencyUs).toBeNull();
@@ -89,9 +90,12 @@ describe("realfork bench", () => {
     await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
     const { port } = probe.address() as { port: number };
     await new Promise((r) => probe.close(r));
-    const r = await run(["bench", "--server", `127.0.0.1:${port}`, "--workload", "short", ...small]);
+    const r = await run(["bench", "--server", `127.0.0.1:${port}`, "--workload", "short", ...short]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/150 of 150 short connections failed \(first: Connection refused\)/);
+    expect(r.stderr).toBe(
+      "realfork: connect: ECONNREFUSED: connection refused (is the server running on that port?)\n",
+    );
+    expect(r.stdout).toBe("");
   });
 
   it.each([
@@ -113,11 +117,26 @@ describe("realfork bench", () => {
     ],
     [["--connections", "0"], "--connections must be a whole number from 1"],
     [["extra"], "unexpected argument 'extra'"],
-  ])("bench %j: usage on stderr, exit 2", async (args, message) => {
+    [["--workload", "short", "--forks", "10"], "--forks is for the fork workload, which --workload short leaves out"],
+    [
+      ["--workload", "fork", "--connections", "10"],
+      "--connections is for the short workload, which --workload fork leaves out",
+    ],
+    [
+      ["--stream-bytes", "10", "--workload", "short,fork"],
+      "--stream-bytes is for the stream workload, which --workload short,fork leaves out",
+    ],
+    [
+      ["--server", "c-book", "--buffer-size", "64"],
+      "--buffer-size sets the buffer of the server bench starts; c-book has the book's BUF_SIZE, 30",
+    ],
+    [["--server", "127.0.0.1:9", "--buffer-size", "64"], "a HOST:PORT server is not started by bench"],
+  ])("bench %j: one line on stderr, exit 2", async (args, message) => {
     const r = await run(["bench", ...args]);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
-    expect(r.stderr).toContain("Usage: realfork bench");
+    expect(r.stderr).toContain("(see realfork bench --help)\n");
+    expect(r.stderr.split("\n")).toHaveLength(2);
   });
 });
 

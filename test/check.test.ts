@@ -47,12 +47,13 @@ describe("realfork check: usage and targets", () => {
     [["1", "2"], /unexpected argument '2'/],
     [["--port", "0"], /<port> must be a number from 1/],
     [["1", "--probe", "x"], /--probe must be a whole number from 0 to 64/],
-    [["1", "--timeout", "0"], /--timeout must be a whole number/],
+    [["1", "--timeout", "0"], /--timeout must be a duration from 1ms to 600s/],
+    [["1", "--timeout", "500"], /--timeout needs a unit: 500s or 500ms/],
   ])("check %j is a usage error (exit 2)", async (args, message) => {
     const r = await check(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
-    expect(r.stderr).toContain("Usage: realfork check <pid>");
+    expect(r.stderr).toContain("(see realfork check --help)\n");
   });
 
   it("says so when there is no such process or nothing on the port (exit 2)", async () => {
@@ -112,7 +113,7 @@ describe("realfork check: realfork serve", () => {
 
   it("--leak-parent: the acceptor keeps each probe's socket, in CLOSE_WAIT, and its descriptors grow", async () => {
     const server = await startServe(["--leak-parent"]);
-    const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1000"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1s"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "connection-in-parent", "descriptor-growth"]);
     const probePorts = report.probes.map((p) => p.local).sort();
@@ -269,7 +270,7 @@ describe("realfork check: other servers", () => {
 
   it("close-wait: children that read EOF and never close", async () => {
     const server = await startPy("stuck-child");
-    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "500"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "500ms"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "close-wait"]);
     for (const f of report.findings) {
@@ -282,7 +283,7 @@ describe("realfork check: other servers", () => {
 
   it("connection-in-sibling: children inherit the connections the parent kept", async () => {
     const server = await startPy("leak-parent");
-    const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1000"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "3", "--timeout", "1s"]);
     expect(code).toBe(1);
     expect(kinds(report)).toEqual(["close-wait", "connection-in-parent", "connection-in-sibling", "descriptor-growth"]);
     const sibling = finding(report, "connection-in-sibling");
@@ -307,7 +308,7 @@ describe("realfork check: other servers", () => {
 
   it("a silent server does not hang check: no answer, no close, reported", async () => {
     const server = await startPy("silent");
-    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "300"]);
+    const { code, report } = await checkJson([String(server.pid), "--probe", "2", "--timeout", "300ms"]);
     expect(code).toBe(1);
     for (const p of report.probes) expect(p).toMatchObject({ connected: true, echoed: false, closedByServer: false });
     expect(kinds(report)).toEqual(["close-wait", "descriptor-growth"]);
@@ -317,7 +318,7 @@ describe("realfork check: other servers", () => {
 
   it("a server that exits during the check is reported, not a crash", async () => {
     const server = await startPy("exit");
-    const r = await check([String(server.pid), "--probe", "2", "--timeout", "500"]);
+    const r = await check([String(server.pid), "--probe", "2", "--timeout", "500ms"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe("");
     expect(r.stdout).toContain(`the server (pid ${server.pid}) exited during the probes`);

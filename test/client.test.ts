@@ -19,6 +19,21 @@ function runClient(bin: "ts" | "c", port: number, input: string, extra: string[]
 }
 
 describe("realfork client", () => {
+  it("prints the prefix per read(), as the C does (a 70-byte line in 30-byte pieces), or per line with --prefix-per-line", async () => {
+    const server = await startServe();
+    const long = "x".repeat(70);
+    const asC = runClient("ts", server.port, `${long}\nshort\nq\n`);
+    expect(await asC.exited()).toEqual({ code: 0, signal: null });
+    expect(echoed(asC.stdout())).toBe(`${long}\nshort\n`);
+    // At most 30 bytes per read: the long line's three pieces each have the prefix.
+    const firstLine = asC.stdout().split("\n")[0] as string;
+    expect(firstLine.split(PREFIX).length - 1).toBeGreaterThanOrEqual(3);
+    const perLine = runClient("ts", server.port, `${long}\nshort\nq\n`, ["--prefix-per-line"]);
+    expect(await perLine.exited()).toEqual({ code: 0, signal: null });
+    expect(perLine.stdout()).toBe(`${PREFIX}${long}\n${PREFIX}short\n`);
+    await stop(server);
+  });
+
   it.each(["q", "Q"])("sends lines until %s, half-closes, prints the rest of the echo and exits 0", async (q) => {
     const server = await startServe();
     const p = runClient("ts", server.port, `hello\na line longer than thirty bytes, to be split\n${q}\nnot sent\n`);
@@ -71,13 +86,13 @@ describe("realfork client", () => {
     [["127.0.0.1"], "missing <port>"],
     [["127.0.0.1", "0"], "<port> must be a number from 1 to 65535, not '0'"],
     [["127.0.0.1", "9", "extra"], "unexpected argument 'extra'"],
-    [["127.0.0.1", "9", "--nope"], "Unknown option '--nope'"],
-  ])("client %j: usage on stderr, exit 2", async (args, message) => {
+    [["127.0.0.1", "9", "--nope"], "unknown option '--nope'"],
+  ])("client %j: one line on stderr, exit 2", async (args, message) => {
     const p = spawnTracked(cli, ["client", ...args]);
     p.child.stdin?.end();
     expect(await p.exited()).toEqual({ code: 2, signal: null });
     expect(p.stderr()).toContain(message);
-    expect(p.stderr()).toContain("Usage: realfork client <ip> <port>");
+    expect(p.stderr()).toContain("(see realfork client --help)\n");
   });
 });
 

@@ -142,4 +142,16 @@ describe("realfork demo", () => {
     const usage = spawnTracked(cli, ["demo", "--svg"]);
     expect(await usage.exited()).toEqual({ code: 2, signal: null });
   });
+
+  it.runIf(process.platform === "linux")(
+    "--svg under /proc: refused at once, not a hang (Node 22's and 24's recursive mkdir never returns there)",
+    async () => {
+      for (const dir of ["/proc/nope", "/proc/nope/deeper"]) {
+        const p = spawnTracked(cli, ["demo", "--svg", dir]);
+        expect(await p.exited(10_000)).toEqual({ code: 1, signal: null });
+        expect(p.stderr()).toBe(`realfork: --svg: cannot write pictures to '${dir}': ENOENT\n`);
+        expect(p.stdout()).toBe("");
+      }
+    },
+  );
 });

@@ -64,6 +64,10 @@ describe("realfork fds", () => {
     expect(snap.processes[0]?.pid).toBe(server.pid);
     const child = snap.processes[1];
     expect(child?.ppid).toBe(server.pid);
+    // Named after the program on every Node line, though Node 24+ names its
+    // main thread (the kernel's comm) "MainThread" or "node-MainThread".
+    const program = kind === "ts" ? "node" : "echo_mpserv_fix"; // comm: 15 bytes
+    expect(snap.processes.map((p) => p.command)).toEqual([program, program]);
     const listener = snap.sockets.find((s) => s.state === "LISTEN");
     const conn = snap.sockets.find((s) => s.state === "ESTABLISHED");
     const host = kind === "ts" ? "127.0.0.1" : "0.0.0.0"; // the C server binds INADDR_ANY
@@ -138,7 +142,15 @@ describe("realfork fds", () => {
 
   it("--watch redraws as clients come and go, and ends on SIGINT", async () => {
     const server = await startServe();
-    const watch = spawnTracked(cli, ["fds", "--port", String(server.port), "--watch", "--interval", "50", "--sockets"]);
+    const watch = spawnTracked(cli, [
+      "fds",
+      "--port",
+      String(server.port),
+      "--watch",
+      "--interval",
+      "50ms",
+      "--sockets",
+    ]);
     await watch.waitFor(/LISTEN/);
     const client = await open(server.port);
     await watch.waitFor(/ESTABLISHED/);
@@ -155,7 +167,7 @@ describe("realfork fds", () => {
     [["--port", "1"], 1, "realfork: nothing listens on TCP port 1"],
     [[], 2, "missing <pid>"],
     [["abc"], 2, "<pid> must be a process id, not 'abc'"],
-    [["1", "--bogus"], 2, "Unknown option '--bogus'"],
+    [["1", "--bogus"], 2, "unknown option '--bogus'"],
   ])("fds %j exits %i with a clear message", async (args, code, message) => {
     const p = spawnTracked(cli, ["fds", ...args]);
     expect((await p.exited()).code).toBe(code);

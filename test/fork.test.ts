@@ -46,6 +46,14 @@ describe("fork", () => {
     expect(event(run, "bareWaited")).toMatchObject({ state: "exited", code: 0 });
   });
 
+  it("forks right after the parent's scavenges, and every child collects garbage and exits (V8's default pool)", async () => {
+    // Node 26 hung here in the first child: the platform's condition variable
+    // was copied with waiters that the child does not have.
+    const run = await runFixture("fork-gc-churn.mjs", ["20"], [...ST, "--expose-gc"], 60_000);
+    expect(run.code).toBe(0);
+    expect(event(run, "children")).toMatchObject({ exited0: 20 });
+  });
+
   it.runIf(process.platform === "linux")(
     "trimBeforeForking gives the malloc heap's free pages back to the kernel",
     async () => {

@@ -24,7 +24,8 @@ async function startPeer(kind: PeerKind, bufferSize: number, workers = 2) {
   throw new Error(`${kind} did not listen; stderr: ${proc.stderr()}`);
 }
 
-const small = ["--connections", "150", "--concurrency", "4", "--stream-bytes", "2097152"];
+const shortOnly = ["--connections", "150", "--concurrency", "4"];
+const small = [...shortOnly, "--stream-bytes", "2097152"];
 const missingRuntimes = { ...process.env, REALFORK_PYTHON: "/nonexistent/python3", REALFORK_PERL: "/nonexistent/perl" };
 
 describe("the peer servers", () => {
@@ -64,7 +65,7 @@ describe("bench --server PEER", () => {
       ...(workers ? ["--prefork", String(workers)] : []),
       "--workload",
       "short",
-      ...small,
+      ...shortOnly,
       "--json",
     ]);
     expect(r.code, r.stderr).toBe(0);
@@ -78,7 +79,7 @@ describe("bench --server PEER", () => {
   });
 
   it("a peer whose runtime is missing: one line saying how to install it, exit 1, nothing left", async () => {
-    const r = await run(["bench", "--server", "python", "--workload", "short", ...small], missingRuntimes);
+    const r = await run(["bench", "--server", "python", "--workload", "short", ...shortOnly], missingRuntimes);
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe(
       "realfork: Python socketserver.ForkingTCPServer cannot run here: /nonexistent/python3 not found (set REALFORK_PYTHON to another one, or install Python 3 (Debian: apt-get install python3))",
@@ -87,7 +88,7 @@ describe("bench --server PEER", () => {
 
   it("a runtime without the module: says which module and how to install it", async () => {
     // python3 as the Perl: a runtime on which -MNet::Server::Fork does not load.
-    const r = await run(["bench", "--server", "perl-fork", "--workload", "short", ...small], {
+    const r = await run(["bench", "--server", "perl-fork", "--workload", "short", ...shortOnly], {
       ...process.env,
       REALFORK_PERL: "python3",
     });

@@ -120,7 +120,7 @@ describe("realfork serve --prefork", () => {
     [["--prefork", "0"], "--prefork must be a whole number from 1 to 4096, not '0'"],
     [["--prefork", "2", "--max-children", "4"], "--max-children applies to the fork-per-connection server"],
     [["--prefork", "2", "--leak-parent"], "--leak-parent applies to the fork-per-connection server"],
-  ])("serve 0 %j: usage on stderr, exit 2", async (args, message) => {
+  ])("serve 0 %j: one line on stderr, exit 2", async (args, message) => {
     const p = spawnTracked(cli, ["serve", "0", ...args]);
     expect(await p.exited()).toEqual({ code: 2, signal: null });
     expect(p.stderr()).toContain(message);

@@ -304,7 +304,7 @@ describe("the client when the server misbehaves", () => {
     const silent = createServer((s) => s.pause());
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
     const { port } = silent.address() as { port: number };
-    const p = spawnTracked(cli, ["client", "127.0.0.1", String(port), "--timeout", "1"]);
+    const p = spawnTracked(cli, ["client", "127.0.0.1", String(port), "--timeout", "1s"]);
     p.child.stdin?.end("hello?\nq\n");
     expect(await p.exited(10_000)).toEqual({ code: 1, signal: null });
     expect(p.stderr()).toBe("realfork: the server sent nothing and did not close for 1 s after our half-close\n");
@@ -335,8 +335,9 @@ describe("the client when the server misbehaves", () => {
   });
 
   it.each([
-    [["--timeout=-1"], "--timeout must be a whole number from 0 to 86400, not '-1'"],
-    [["--timeout", "soon"], "--timeout must be a whole number from 0 to 86400, not 'soon'"],
+    [["--timeout=-1"], "--timeout must be a duration from 0 to 86400s (as in 2s or 500ms), not '-1'"],
+    [["--timeout", "soon"], "--timeout must be a duration from 0 to 86400s (as in 2s or 500ms), not 'soon'"],
+    [["--timeout", "10"], "--timeout needs a unit: 10s or 10ms, not '10'"],
   ])("client %j: usage, exit 2", async (args, message) => {
     const p = spawnTracked(cli, ["client", "127.0.0.1", "9", ...args]);
     expect(await p.exited()).toEqual({ code: 2, signal: null });

@@ -161,14 +161,14 @@ describe("realfork serve: wrong usage and runtime errors", () => {
     [["80", "81"], "unexpected argument '81'"],
     [["70000"], "<port> must be a number from 0 to 65535, not '70000'"],
     [["http"], "<port> must be a number from 0 to 65535, not 'http'"],
-    [["0", "--frobnicate"], "Unknown option '--frobnicate'"],
-    [["0", "--max-children", "0"], "--max-children must be a whole number from 1"],
-    [["0", "--host", "localhost"], "--host must be a numeric IPv4 or IPv6 address"],
-  ])("serve %j: usage on stderr, exit 2", async (args, message) => {
+    [["0", "--frobnicate"], "unknown option '--frobnicate'"],
+    [["0", "--max-children", "0"], "--max-children must be a whole number from 1 to 1000000, not '0'"],
+    [["0", "--host", "localhost"], "--host must be a numeric IPv4 or IPv6 address, not 'localhost'"],
+  ])("serve %j: one line on stderr, exit 2", async (args, message) => {
     const p = spawnTracked(cli, ["serve", ...args]);
     expect(await p.exited()).toEqual({ code: 2, signal: null });
     expect(p.stderr()).toContain(message);
-    expect(p.stderr()).toContain("Usage: realfork serve <port>");
+    expect(p.stderr()).toBe(`realfork serve: ${message} (see realfork serve --help)\n`);
     expect(p.stdout()).toBe("");
   });
 

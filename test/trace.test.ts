@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
 import type { TraceEvent } from "../src/inspect/trace.js";
@@ -34,6 +35,23 @@ async function lastReaped(server: { proc: { stderr: () => string } }, count: num
   return reaped.at(-1) as TraceEvent;
 }
 
+/**
+ * The lines of one connection, in the order they were written (its accept(),
+ * the lines naming its child, the child's own): step, role, the step's
+ * socket's refs, and the listener's refs on the fork() line.
+ */
+function countsOf(events: TraceEvent[], forked: TraceEvent) {
+  const child = forked.child as number;
+  return events
+    .filter(
+      (e) =>
+        e.child === child ||
+        (e.pid === child && e.role === "child") ||
+        (e.event === "accepted" && e.socket?.inode === forked.socket?.inode),
+    )
+    .map((e) => [e.event, e.role, e.refs, e.listener?.refs ?? null]);
+}
+
 describe("realfork serve --trace", () => {
   it("logs each step with the holders the kernel reports", async () => {
     const server = await startServe(["--trace", "--json"]);
@@ -64,6 +82,85 @@ describe("realfork serve --trace", () => {
     await stop(server);
   });
 
+  it("gives the count true at each step, in the book's order, even when the client is quick (10 clients)", async () => {
+    const server = await startServe(["--trace", "--json"]);
+    for (let run = 0; run < 10; run++) {
+      const client = spawnTracked(cli, ["client", "127.0.0.1", String(server.port)]);
+      client.child.stdin?.end("hi\nq\n");
+      expect(await client.exited()).toEqual({ code: 0, signal: null });
+    }
+    await childrenGone(server.pid);
+    await lastReaped(server, 10);
+    const events = traceEvents(server.proc.stderr());
+    const children = events.filter((e) => e.event === "forked").map((e) => e.child as number);
+    expect(children).toHaveLength(10);
+    for (const child of children) {
+      const forked = events.find((e) => e.event === "forked" && e.child === child) as TraceEvent;
+      expect(countsOf(events, forked), server.proc.stderr()).toEqual([
+        ["accepted", "parent", 1, null],
+        ["forked", "parent", 2, 2],
+        ["child-closed-listener", "child", 1, null],
+        ["parent-closed", "parent", 1, null],
+        ["child-closed", "child", 0, null],
+        ["reaped", "parent", 0, null],
+      ]);
+      expect(forked.holders.map((h) => h.pid).sort()).toEqual([server.pid, child].sort());
+      expect(forked.listener?.holders.map((h) => h.pid).sort()).toEqual([server.pid, child].sort());
+    }
+    await stop(server);
+  });
+
+  it.each([
+    [
+      "--leak-parent",
+      [
+        ["accepted", "parent", 1, null],
+        ["forked", "parent", 2, 2],
+        ["child-closed-listener", "child", 1, null],
+        ["child-closed", "child", 1, null],
+        ["reaped", "parent", 1, null],
+      ],
+    ],
+    [
+      "--leak-child",
+      [
+        ["accepted", "parent", 1, null],
+        ["forked", "parent", 2, 2],
+        ["parent-closed", "parent", 1, null],
+        ["child-closed", "child", 0, null],
+        ["reaped", "parent", 0, null],
+      ],
+    ],
+  ])("%s: the steps that do not come are skipped, the others in turn (3 quick clients)", async (flag, expected) => {
+    const server = await startServe(["--trace", "--json", flag]);
+    for (let run = 0; run < 3; run++) {
+      // --leak-parent: the server never closes, the client gives up (exit 1).
+      const timeout = flag === "--leak-parent" ? "300ms" : "10s";
+      const client = spawnTracked(cli, ["client", "127.0.0.1", String(server.port), "--timeout", timeout]);
+      client.child.stdin?.end("hi\nq\n");
+      expect((await client.exited()).code).toBe(flag === "--leak-parent" ? 1 : 0);
+    }
+    await childrenGone(server.pid);
+    await lastReaped(server, 3);
+    const events = traceEvents(server.proc.stderr());
+    for (const forked of events.filter((e) => e.event === "forked")) expect(countsOf(events, forked)).toEqual(expected);
+    await stop(server);
+  });
+
+  it("a connection the client resets: the count still comes from the descriptors (--leak-parent: the parent's)", async () => {
+    const server = await startServe(["--trace", "--json", "--leak-parent"]);
+    const client = connect(server.port, "127.0.0.1");
+    await once(client, "connect");
+    client.resetAndDestroy();
+    await lastReaped(server, 1);
+    const events = traceEvents(server.proc.stderr());
+    const forked = events.find((e) => e.event === "forked") as TraceEvent;
+    const closed = events.find((e) => e.event === "child-closed") as TraceEvent;
+    expect(closed.holders).toEqual([{ pid: server.pid, fd: forked.fd }]);
+    expect(closed.refs).toBe(1);
+    await stop(server);
+  });
+
   it("writes readable lines without --json", async () => {
     const server = await startServe(["--trace"]);
     await echo(server.port, Buffer.from("x\n"));
@@ -72,9 +169,12 @@ describe("realfork serve --trace", () => {
     expect(err).toMatch(
       /trace \[parent \d+\] accept\(\) -> fd \d+; socket:\[\d+\] 127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+ [A-Z_]+ holders \d+:\d+ \(refs 1\)/,
     );
-    // This client closes at once, so the child may be gone before the parent
-    // looks; the JSON test above holds the client open and checks refs 2.
-    expect(err).toMatch(/trace \[parent \d+\] fork\(\) -> child \d+; .* \(refs [12]\)/);
+    // This client closes at once; the child waits until the parent's fork()
+    // line is written, so both still hold both sockets.
+    expect(err).toMatch(
+      /trace \[parent \d+\] fork\(\) -> child \d+; socket:\[\d+\] .* holders \d+:\d+ \d+:\d+ \(refs 2\); listening socket:\[\d+\] holders \d+:\d+ \d+:\d+ \(refs 2\)\n/,
+    );
+    expect(err).toMatch(/trace \[parent \d+\] close\(\d+\) of the connected socket; socket:\[\d+\] .* \(refs 1\)\n/);
     expect(err).toMatch(
       /trace \[child \d+\] close\(\d+\) of the listening socket; socket:\[\d+\] 127\.0\.0\.1:\d+ LISTEN holders \d+:\d+ \(refs 1\)/,
     );

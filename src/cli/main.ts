@@ -18,12 +18,13 @@ Commands
   check <pid>           find descriptor leaks, zombies and CLOSE_WAIT in a forking server
   demo                  the story of one connection, told with real fd tables
   step <pid>            let a process of serve --step or client --step go on
+  watch <pid>           the descriptor picture live in the browser (loopback, with a token)
   bench                 drive one server with the C load generator; what fork costs
   bench-http            forked http workers against node:cluster (fork({ eventLoop }))
   compare               the C server and realfork serve side by side: behaviour, then speed
-  help                  this text
+  help [command]        this text, or the command's (same as realfork <command> --help)
 
-Each command has --help.
+Each command has --help. realfork --version prints the version.
 
 Examples
   $ realfork demo
@@ -49,6 +50,7 @@ const commands: Record<string, () => Promise<Command>> = {
   "bench-http": async () => (await import("./commands/bench-http.js")).benchHttpCommand,
   compare: async () => (await import("./commands/compare.js")).compareCommand,
   step: async () => (await import("./commands/step.js")).stepCommand,
+  watch: async () => (await import("./commands/watch.js")).watchCommand,
 };
 
 /**
@@ -59,14 +61,22 @@ export async function main(argv: string[]): Promise<void> {
   // No command forks with eventLoop: spare every realfork process the
   // registry's promise hooks.
   disableLoopRegistry();
-  const [name, ...rest] = argv;
+  let [name, ...rest] = argv;
+  if (name === "--version") {
+    process.stdout.write(`realfork ${version()}\n`);
+    return;
+  }
+  if (name === "help" && rest.length > 0) {
+    // `realfork help serve` is `realfork serve --help`.
+    [name, ...rest] = [rest[0] as string, "--help", ...rest.slice(1)];
+  }
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     process.stdout.write(HELP);
     return;
   }
   const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (!load) {
-    warn(`realfork: unknown command '${name}'\n\n${HELP}`);
+    warn(`realfork: unknown command '${name}' (see realfork --help)`);
     process.exitCode = 2;
     return;
   }
@@ -74,14 +84,14 @@ export async function main(argv: string[]): Promise<void> {
     const command = await load();
     await command(rest);
   } catch (err) {
-    process.exitCode = report(name, err);
+    process.exitCode = report(err);
   }
 }
 
 /** One line on stderr for what went wrong, and the exit code for it. */
-function report(command: string, err: unknown): number {
+function report(err: unknown): number {
   if (err instanceof UsageError) {
-    warn(`realfork ${command}: ${err.message}\n\n${err.usage}`);
+    warn(err.line);
     return 2;
   }
   if (err instanceof SyscallError) {
@@ -90,6 +100,12 @@ function report(command: string, err: unknown): number {
   }
   warn(`realfork: ${err instanceof Error ? err.message : String(err)}`);
   return 1;
+}
+
+/** package.json's version: the CLI runs from dist/cli/ or src/cli/, two levels below it. */
+function version(): string {
+  const text = fs.readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+  return (JSON.parse(text) as { version: string }).version;
 }
 
 function hint(err: SyscallError): string {

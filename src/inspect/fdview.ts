@@ -55,7 +55,7 @@ export function renderSnapshot(snap: FdSnapshot, options: RenderOptions = { all:
         p.command,
         "",
         "",
-        `(+${hidden} runtime descriptors: epoll, eventfd, pipes; --all shows them)`,
+        `(${hidden} more descriptor${hidden === 1 ? "" : "s"} of the runtime: epoll, eventfd, pipes; realfork fds without --sockets lists them)`,
       ]);
   }
   lines.push(

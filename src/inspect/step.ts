@@ -6,9 +6,11 @@
 // SIGSTOP: a shell sees its foreground job stop and takes the terminal back,
 // which reads badly when a person steps by hand. open(O_RDONLY) of a FIFO
 // blocks until a writer opens it; `realfork step PID` is that writer. While
-// the process waits, it holds no extra descriptor (open() has not returned),
-// so the tables show only what the program itself holds.
+// a child waits, it holds no extra descriptor (open() has not returned), so
+// the tables show only what the program itself holds; the first process
+// holds its FIFO open while it waits, to be stopped by a signal (below).
 import {
+  chmodSync,
   closeSync,
   constants,
   fstatSync,
@@ -16,7 +18,9 @@ import {
   mkdtempSync,
   openSync,
   readdirSync,
+  readFileSync,
   rmSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import { constants as os, tmpdir } from "node:os";
@@ -29,24 +33,41 @@ import { writeAll } from "../lib/output.js";
 import type { ServerStep } from "../lib/server.js";
 import { processExists } from "./fdtable.js";
 
-/** The FIFOs of one stepped program live in `$TMPDIR/realfork-step-XXXXXX/<pid>`. */
+/** The FIFOs of one stepped program live in `$TMPDIR/realfork-step-ROOTPID-XXXXXX/<pid>`, with `<pid>.step` saying what each waits at. */
 export const STEP_DIR_PREFIX = "realfork-step-";
 
 /** What a stepped process prints before it waits: `step [child 4243] child-forked: ...; go on: realfork step 4243`. */
 export const STEP_LINE = /^step \[(\w+) (\d+)\] ([\w-]+): /;
+
+export interface StepperOptions {
+  /** Where the step lines go (default: stderr). */
+  out?: (line: string) => void;
+  /**
+   * A descriptor that becomes readable when the program is asked to stop
+   * (native.signalPipe). The first process waits for its FIFO and this
+   * together, so that SIGTERM or SIGINT end a wait at once.
+   */
+  stopFd?: number;
+}
 
 export class Stepper {
   /** The directory of this program's FIFOs. */
   readonly dir: string;
   readonly #root: number;
   readonly #out: (line: string) => void;
+  readonly #stopFd: number;
+  #stopping = false;
 
   /** Made in the program's first process, before any fork(); that process removes the directory when it exits. */
-  constructor(out: (line: string) => void = (line) => writeAll(2, `${line}\n`)) {
-    this.dir = mkdtempSync(join(tmpdir(), STEP_DIR_PREFIX));
+  constructor(options: StepperOptions = {}) {
     this.#root = native.getpid();
-    this.#out = out;
-    out(
+    // The root's pid in the name says whose it is once that process is gone
+    // (realfork step then removes it).
+    this.dir = mkdtempSync(join(tmpdir(), `${STEP_DIR_PREFIX}${this.#root}-`));
+    chmodSync(this.dir, 0o700); // whatever the umask: realfork step takes only 0700 folders
+    this.#out = options.out ?? ((line) => writeAll(2, `${line}\n`));
+    this.#stopFd = options.stopFd ?? -1;
+    this.#out(
       `step: each process waits at each step; in another terminal, realfork step PID lets it go on (or: echo > ${this.dir}/PID)`,
     );
     const root = this.#root;
@@ -61,24 +82,66 @@ export class Stepper {
     return native.getpid() === this.#root;
   }
 
+  /** From now on no step waits (in this process, and in children it forks later): the program is stopping. */
+  stop(): void {
+    this.#stopping = true;
+  }
+
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
   /** Says where this process is, then blocks until `realfork step <pid>` has written a byte to its FIFO. */
   wait(role: string, step: string, detail: string): void {
+    if (this.#stopping) return;
     const pid = native.getpid();
     const fifo = join(this.dir, String(pid));
+    // What it waits at, for realfork step and realfork watch: written before
+    // the FIFO exists, so whoever finds the FIFO finds this complete.
+    const about: StepInfo = { role, step, detail, start: startTime(pid) };
+    writeFileSync(`${fifo}${INFO_SUFFIX}`, JSON.stringify(about));
     const made = native.mkfifo(fifo, 0o600);
     if (made < 0 && made !== -os.errno.EEXIST) throw new SyscallError(made, "mkfifo");
     this.#out(`step [${role} ${pid}] ${step}: ${detail}; go on: realfork step ${pid}`);
-    // Only a byte lets it go on: a writer that opens and closes without
-    // writing (or one that left an old FIFO open) reads as EOF: wait again.
-    for (let got = 0; got <= 0; ) {
-      const fd = native.open(fifo, native.constants.O_RDONLY);
-      if (fd < 0) throw new SyscallError(fd, "open");
-      got = native.read(fd, Buffer.alloc(16), 0, 16);
-      native.close(fd);
-    }
+    if (this.inRoot && this.#stopFd >= 0) this.#waitOrStop(fifo);
+    else waitForByte(fifo);
     // A new FIFO for each step: the writer waits for this unlink to know the
     // byte was taken, and a later writer cannot reach this step's pipe.
     rmSync(fifo, { force: true });
+    rmSync(`${fifo}${INFO_SUFFIX}`, { force: true });
+  }
+
+  /**
+   * The first process waits for its byte or for a stop signal. It holds the
+   * FIFO open while it waits (a blocking open() would be restarted after the
+   * signal handler, and the stop would wait for the next step); children
+   * wait in open() and a stop signal ends them (their handlers are the
+   * default ones).
+   */
+  #waitOrStop(fifo: string): void {
+    const { O_RDONLY, O_NONBLOCK, POLLIN, POLLHUP } = native.constants;
+    for (;;) {
+      const fd = native.open(fifo, O_RDONLY | O_NONBLOCK);
+      if (fd < 0) throw new SyscallError(fd, "open");
+      try {
+        for (;;) {
+          const ready = native.poll([fd, this.#stopFd], [POLLIN, POLLIN], -1);
+          if (typeof ready === "number") throw new SyscallError(ready, "poll");
+          if (((ready[1] ?? 0) & POLLIN) !== 0) {
+            // Not read here: the event loop's watcher of the descriptor reads it and stops the program.
+            this.#stopping = true;
+            return;
+          }
+          if (((ready[0] ?? 0) & (POLLIN | POLLHUP)) === 0) continue;
+          const got = native.read(fd, Buffer.alloc(16), 0, 16);
+          if (got > 0) return;
+          if (got === 0) break; // a writer came and went without a byte: wait on a fresh open
+          if (got !== -os.errno.EAGAIN) throw new SyscallError(got, "read");
+        }
+      } finally {
+        native.close(fd);
+      }
+    }
   }
 
   /** EchoServer's onStep: every step of the fork-per-connection loop waits. */
@@ -90,6 +153,43 @@ export class Stepper {
   onClientStep = (s: ClientStep): void => {
     this.wait(this.inRoot ? "reader" : "writer", s.step, CLIENT_STEPS[s.step](s as never));
   };
+}
+
+/** Blocks in open() until a writer comes, until one has written a byte. */
+function waitForByte(fifo: string): void {
+  // Only a byte lets it go on: a writer that opens and closes without
+  // writing (or one that left an old FIFO open) reads as EOF: wait again.
+  for (let got = 0; got <= 0; ) {
+    const fd = native.open(fifo, native.constants.O_RDONLY);
+    if (fd < 0) throw new SyscallError(fd, "open");
+    got = native.read(fd, Buffer.alloc(16), 0, 16);
+    native.close(fd);
+  }
+}
+
+/** What `PID.step` beside a FIFO says. */
+interface StepInfo {
+  role: string;
+  step: string;
+  detail: string;
+  /** The process's start time (Linux, clock ticks since boot): a reused pid does not pass for it. */
+  start: string | null;
+}
+
+const INFO_SUFFIX = ".step";
+
+/** When `pid` started (field 22 of /proc/PID/stat), or null where that is not known. */
+function startTime(pid: number): string | null {
+  if (process.platform !== "linux") return null;
+  try {
+    return (
+      readFileSync(`/proc/${pid}/stat`, "utf8")
+        .replace(/^.*\) /s, "")
+        .split(" ")[19] ?? null
+    );
+  } catch {
+    return null;
+  }
 }
 
 type Texts<T extends { step: string }> = { [K in T["step"]]: (s: Extract<T, { step: K }>) => string };
@@ -117,30 +217,107 @@ const CLIENT_STEPS: Texts<ClientStep> = {
   reaped: (s) => `waitpid() reaped writer ${s.child}`,
 };
 
-/** The FIFO of a process that is (or was) stepped, or null. */
-export function stepFifo(pid: number): string | null {
+/** A process that waits at a step now. */
+export interface WaitingProcess {
+  pid: number;
+  role: string;
+  step: string;
+  detail: string;
+  fifo: string;
+}
+
+/**
+ * This user's step folders: `realfork-step-*` in the temporary directory
+ * that are directories (not symlinks), owned by this user and mode 0700.
+ * Another local user can make a folder of that name, not one that passes.
+ */
+function ownFolders(): string[] {
   const base = tmpdir();
-  for (const name of readdirSync(base)) {
+  const uid = process.getuid?.();
+  const folders: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(base);
+  } catch {
+    return [];
+  }
+  for (const name of names) {
     if (!name.startsWith(STEP_DIR_PREFIX)) continue;
-    const path = join(base, name, String(pid));
+    const path = join(base, name);
     try {
-      if (lstatSync(path).isFIFO()) return path;
+      const st = lstatSync(path);
+      if (st.isDirectory() && st.uid === uid && (st.mode & 0o777) === 0o700) folders.push(path);
     } catch {}
+  }
+  return folders;
+}
+
+/** A FIFO of ours (lstat: a symlink is not followed). */
+function isOwnFifo(path: string): boolean {
+  try {
+    const st = lstatSync(path);
+    return st.isFIFO() && st.uid === process.getuid?.();
+  } catch {
+    return false;
+  }
+}
+
+/** The FIFO of a process that waits (or is about to wait) at a step, or null. */
+export function stepFifo(pid: number): string | null {
+  for (const dir of ownFolders()) {
+    const path = join(dir, String(pid));
+    if (isOwnFifo(path)) return path;
   }
   return null;
 }
 
-/** The pids that wait at a step now (each has its FIFO while it waits). */
-export function steppedPids(): number[] {
-  const base = tmpdir();
-  const pids: number[] = [];
-  for (const name of readdirSync(base)) {
-    if (!name.startsWith(STEP_DIR_PREFIX)) continue;
-    try {
-      for (const entry of readdirSync(join(base, name))) if (/^\d+$/.test(entry)) pids.push(Number(entry));
-    } catch {}
+function readInfo(fifo: string): StepInfo | null {
+  try {
+    const info = JSON.parse(readFileSync(`${fifo}${INFO_SUFFIX}`, "utf8")) as StepInfo;
+    return typeof info.step === "string" && typeof info.role === "string" ? info : null;
+  } catch {
+    return null;
   }
-  return pids.sort((a, b) => a - b);
+}
+
+function alive(pid: number, start: string | null): boolean {
+  return processExists(pid) && (start === null || startTime(pid) === start);
+}
+
+/**
+ * The processes that wait at a step now, with what each waits at, by pid.
+ * With `clean`, what a killed program left is removed: the FIFOs of
+ * processes that are gone, and the folders whose first process is gone and
+ * in which nothing waits.
+ */
+export function waitingProcesses(options: { clean?: boolean } = {}): WaitingProcess[] {
+  const waiting: WaitingProcess[] = [];
+  for (const dir of ownFolders()) {
+    let live = 0;
+    let entries: string[];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      const pid = Number(entry.endsWith(INFO_SUFFIX) ? entry.slice(0, -INFO_SUFFIX.length) : entry);
+      if (!Number.isInteger(pid) || pid < 1) continue;
+      const fifo = join(dir, String(pid));
+      const info = readInfo(fifo);
+      if (info !== null && alive(pid, info.start)) {
+        live++;
+        if (entry === String(pid) && isOwnFifo(fifo))
+          waiting.push({ pid, role: info.role, step: info.step, detail: info.detail, fifo });
+      } else if (options.clean && (info !== null || !processExists(pid))) {
+        rmSync(join(dir, entry), { force: true });
+      }
+    }
+    const root = Number(/-(\d+)-[^-]*$/.exec(dir)?.[1]);
+    if (options.clean && live === 0 && !(root > 0 && processExists(root)))
+      rmSync(dir, { recursive: true, force: true });
+  }
+  return waiting.sort((a, b) => a.pid - b.pid);
 }
 
 /**

@@ -16,6 +16,12 @@ export interface ClientOptions {
   /** Negative control: the writer close()s instead of shutdown(SHUT_WR). */
   closeInsteadOfShutdown?: boolean;
   /**
+   * "Message from server: " once per line of the echo. By default it comes
+   * once per read(), as in the C: a line longer than `bufferSize` is printed
+   * in pieces, each with the prefix.
+   */
+  prefixPerLine?: boolean;
+  /**
    * After our half-close, how long the server may stay silent (no data, no
    * close) before the client gives up, in ms; 0 waits for ever, as C does.
    */
@@ -92,7 +98,8 @@ export function runClient(options: ClientOptions): ClientResult {
   }
   onStep?.({ step: "forked", sock, child: pid });
   posix.close(ctlChild);
-  const read = readRoutine(sock, ctlParent, options.bufferSize, options.idleTimeoutMs ?? 0, options.stopFd);
+  const print = printer(options.prefixPerLine ?? false);
+  const read = readRoutine(sock, ctlParent, options.bufferSize, options.idleTimeoutMs ?? 0, options.stopFd, print);
   posix.close(sock);
   onStep?.({ step: "reader-closed", sock });
   posix.close(ctlParent);
@@ -140,6 +147,7 @@ function readRoutine(
   bufferSize: number,
   idleTimeoutMs: number,
   stopFd: number | undefined,
+  print: (chunk: Buffer) => Buffer,
 ): ReadResult {
   const buf = Buffer.allocUnsafe(bufferSize);
   const { POLLIN } = native.constants;
@@ -175,12 +183,30 @@ function readRoutine(
         }
         return { writerDone };
       }
-      writeAll(1, Buffer.concat([PREFIX, buf.subarray(0, n)]));
+      writeAll(1, print(buf.subarray(0, n)));
       if (deadline !== Number.POSITIVE_INFINITY) deadline = performance.now() + idleTimeoutMs;
     } else if (ctlReady === 0 && performance.now() >= deadline) {
       return { timedOut: true, writerDone };
     }
   }
+}
+
+/** What the reader writes for each read(): the prefix before it (as the C), or before each line in it. */
+function printer(perLine: boolean): (chunk: Buffer) => Buffer {
+  if (!perLine) return (chunk) => Buffer.concat([PREFIX, chunk]);
+  let lineStart = true;
+  return (chunk) => {
+    const parts: Buffer[] = [];
+    for (let from = 0; from < chunk.length; ) {
+      if (lineStart) parts.push(PREFIX);
+      const newline = chunk.indexOf(10, from);
+      const to = newline < 0 ? chunk.length : newline + 1;
+      parts.push(chunk.subarray(from, to));
+      lineStart = newline >= 0;
+      from = to;
+    }
+    return Buffer.concat(parts);
+  };
 }
 
 /** The child: send stdin line by line; q or Q (or end of input) half-closes. Never returns. */

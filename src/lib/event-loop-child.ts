@@ -199,30 +199,33 @@ function instancesOf(session: import("node:inspector").Session, proto: object): 
 }
 
 /** Node majors and libuv minors the event-loop fork was tested on (test/event-loop*.test.ts). */
-const TESTED_NODE_MAJORS = [20, 22, 24, 26];
+const TESTED_NODE_MAJORS = [22, 24, 26];
 const TESTED_LIBUV_MINORS = { from: 46, to: 52 };
 
 export interface RuntimeVersions {
+  /** major.minor.patch */
   uv: string;
-  modules: string;
   node: string;
+}
+
+/** The libuv and Node the addon was compiled against (native.builtFor). */
+export function builtVersions(): RuntimeVersions {
+  const { uv, node } = native.builtFor;
+  return { uv: `${Math.floor(uv / 10000)}.${Math.floor(uv / 100) % 100}.${uv % 100}`, node };
 }
 
 /**
  * Why the event-loop fork cannot trust this runtime's private state, or null.
  * native/loopfork.cc and watcher.cc read libuv's private loop fields as the
  * uv.h they were compiled with declares them; this file relies on the
- * resources async_hooks hands out (their types, fd, close()). An N-API addon
- * built under one Node loads in another, so both are checked at run time.
+ * resources async_hooks hands out (their types, fd, close(), owners). An
+ * N-API addon built under one Node loads in another (native.ts refuses
+ * another Node major at load; libuv is checked here, and the line).
  */
 export function runtimeMismatch(built: RuntimeVersions, running: RuntimeVersions): string | null {
   const minor = (v: string) => v.split(".").slice(0, 2).join(".");
-  const rebuild = "rebuild it under this Node (npm rebuild realfork)";
   if (minor(built.uv) !== minor(running.uv)) {
-    return `the addon was compiled against libuv ${built.uv} (Node ${built.node}) and runs with libuv ${running.uv} (Node ${running.node}); its loop code reads libuv's private fields: ${rebuild}`;
-  }
-  if (built.modules !== running.modules) {
-    return `the addon was compiled for Node ${built.node} (ABI ${built.modules}) and runs in Node ${running.node} (ABI ${running.modules}): ${rebuild}`;
+    return `the addon was compiled against libuv ${built.uv} (Node ${built.node}) and runs with libuv ${running.uv} (Node ${running.node}); its loop code reads libuv's private fields: rebuild it under this Node (npm rebuild realfork)`;
   }
   const [uvMajor, uvMinor] = running.uv.split(".").map(Number);
   const nodeMajor = Number(running.node.split(".")[0]);
@@ -244,11 +247,7 @@ export function checkLoopForkSafe(): void {
   if (process.platform !== "linux") {
     throw new LoopForkError(`only on Linux for now (this is ${process.platform}); plain fork() works here`);
   }
-  const mismatch = runtimeMismatch(native.built, {
-    uv: process.versions.uv,
-    modules: process.versions.modules,
-    node: process.versions.node,
-  });
+  const mismatch = runtimeMismatch(builtVersions(), { uv: process.versions.uv, node: process.versions.node });
   if (mismatch) throw new LoopForkError(mismatch);
   refuseWhenRegistryUnusable();
   // Loaded here, not at import: every plain forking parent would carry their

@@ -25,22 +25,26 @@ const originalPid = native.getpid();
 
 /**
  * V8 hands GC and compiler work to platform threads, and the child of fork()
- * has none: its first parallel scavenge signals a condition variable whose
- * waiters were copied mid-wait from the parent, and hangs there for good.
- * `node --single-threaded` keeps all of V8's work on the calling thread.
+ * has none of them. `node --single-threaded` keeps V8's own work on the
+ * calling thread (a parallel scavenge in a child waited for ever on Node 20).
  * It cannot be switched on at run time (measured: setFlagsFromString does not
- * stop the hang), so fork() refuses to run without it.
+ * stop the hang), so fork() refuses to run without it. V8 14 (Node 26) still
+ * posts a job at every scavenge, flag or not: the native fork() parks the
+ * platform's threads across fork() for that (native/platform_park.cc).
  */
 export const v8SingleThreaded = process.execArgv.some((a) => /^--single[-_]threaded$/.test(a));
 
+/** How long the native fork() waits for V8's worker threads to finish what they run (native/process.cc). */
+const PARK_TIMEOUT_S = 2;
+
 export class ForkSafetyError extends Error {
   readonly code = "ERR_REALFORK_V8_THREADS";
-  constructor() {
-    super(
-      "fork() needs V8 without background threads: start node with --single-threaded, " +
-        'or call ensureNodeFlags() from "realfork" first thing in your script (it restarts the script ' +
-        "with the flag, same pid). A forked child has only the calling thread; V8's first parallel GC in it would hang.",
-    );
+  constructor(
+    message = "fork() needs V8 without background threads: start node with --single-threaded, " +
+      'or call ensureNodeFlags() from "realfork" first thing in your script (it restarts the script ' +
+      "with the flag, same pid). A forked child has only the calling thread; V8's first parallel GC in it would hang.",
+  ) {
+    super(message);
     this.name = "ForkSafetyError";
   }
 }
@@ -119,7 +123,13 @@ export function fork(options: ForkOptions = {}): number {
   checkForkSafe((why) => (eventLoop ? new LoopForkError(why) : new ForkRefusedError(why)));
   if (eventLoop) checkLoopForkSafe();
   if (!hooksInstalled) installHooks();
-  const pid = check(native.fork(eventLoop), "fork");
+  const result = native.fork(eventLoop);
+  if (result === -constants.errno.EBUSY)
+    throw new ForkSafetyError(
+      `fork() refused: V8's worker threads were still running its work after ${PARK_TIMEOUT_S} s, ` +
+        "and a child forked in the middle of it could hang in its first garbage collection; try again",
+    );
+  const pid = check(result, "fork");
   if (pid === 0) eventLoop ? enterLoopChild(keep) : enterChild();
   return pid;
 }

@@ -71,8 +71,6 @@ export interface NativeBinding {
   existingHandles(): number;
   /** True on the process's main thread (not a Worker's). */
   isMainThread(): boolean;
-  /** The libuv and Node ABI the addon was compiled against (native/loopfork.cc reads libuv's private loop fields). */
-  built: { uv: string; modules: string; node: string };
   /** A ref'd prepare handle: onIdle when nothing else is alive, then onDrained if still nothing. */
   startLoopGuard(onIdle: () => void, onDrained: () => void): void;
   /** Closes every FdWatcher of this process, with no callback. */
@@ -106,6 +104,8 @@ export interface NativeBinding {
   /** The event loop's wakeup descriptors (uv_async_send writes to them); -1 when unused. */
   loopWakeupFds(): [number, number];
   platform: "linux" | "darwin";
+  /** The Node the addon was compiled against: its version, NODE_MODULE_VERSION, libuv as major*10000+minor*100+patch. */
+  builtFor: { node: string; modules: number; uv: number };
   FdWatcher: new (fd: number, callback: (status: number, events: number) => void) => NativeFdWatcher;
   constants: Record<
     | "AF_UNIX"
@@ -148,6 +148,18 @@ const packageRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const bindings = require("bindings") as (opts: { bindings: string; module_root: string }) => unknown;
 
 export const native = bindings({ bindings: "realfork", module_root: packageRoot }) as NativeBinding;
+
+// N-API would load the addon under any Node, but fork() reaches into V8's
+// and Node's C++ API (native/platform_park.cc), laid out anew in every major.
+if (String(native.builtFor.modules) !== process.versions.modules) {
+  throw Object.assign(
+    new Error(
+      `realfork's addon was built for Node ${native.builtFor.node} and this is Node ${process.versions.node}: ` +
+        "rebuild it under this Node (npm rebuild realfork, or npm run build in a checkout)",
+    ),
+    { code: "ERR_REALFORK_ADDON_NODE" },
+  );
+}
 
 // accept(), getsockname() and getpeername() return objects made by these
 // literals: V8 builds each in one step with a map it keeps, where four

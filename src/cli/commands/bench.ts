@@ -18,7 +18,10 @@ import {
 } from "../../bench/bench.js";
 import { DEFAULT_WORKERS, isPeer, isPreforkPeer, PEERS } from "../../bench/peers.js";
 import { table } from "../../inspect/fdview.js";
+import { native } from "../../lib/native.js";
 import { warn } from "../../lib/output.js";
+import * as posix from "../../lib/posix.js";
+import { ipFamily } from "../../lib/validate.js";
 import { intOption, parse, positionals, UsageError } from "./usage.js";
 
 export const BENCH_USAGE = `Usage: realfork bench [options]
@@ -86,6 +89,13 @@ const options = {
 const WORKLOADS = ["short", "stream", "fork"] as const;
 type Workload = (typeof WORKLOADS)[number];
 
+/** The options each workload reads: given without it, they would do nothing. */
+const PER_WORKLOAD: Record<Workload, readonly (keyof typeof options)[]> = {
+  short: ["connections", "concurrency", "size", "buffer-size"],
+  stream: ["stream-bytes", "stream-buffer"],
+  fork: ["forks"],
+};
+
 export interface BenchReport {
   machine: string;
   server: string;
@@ -144,6 +154,19 @@ export async function benchCommand(argv: string[]): Promise<void> {
     throw new UsageError("--workload fork needs --server ts or c", BENCH_USAGE);
   if (wants("fork") && values["packed-heap"])
     throw new UsageError("--packed-heap is realfork serve's: --workload fork runs in bench's own process", BENCH_USAGE);
+  for (const w of WORKLOADS) {
+    const given = PER_WORKLOAD[w].find((name) => values[name] !== undefined);
+    if (!wants(w) && given)
+      throw new UsageError(
+        `--${given} is for the ${w} workload, which --workload ${workloads.join(",")} leaves out`,
+        BENCH_USAGE,
+      );
+  }
+  if (values["buffer-size"] !== undefined && (spec.kind === "external" || spec.kind === "c-book"))
+    throw new UsageError(
+      `--buffer-size sets the buffer of the server bench starts; ${spec.kind === "c-book" ? "c-book has the book's BUF_SIZE, 30" : "a HOST:PORT server is not started by bench"}`,
+      BENCH_USAGE,
+    );
   const connections = int("connections", 2000, 1, 10_000_000);
   const concurrency = int("concurrency", 16, 1, 4096);
   const size = int("size", 30, 1, 64 << 20);
@@ -151,6 +174,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const streamBytes = int("stream-bytes", 1 << 30, 1, 2 ** 40);
   const streamBuffer = int("stream-buffer", 65536, 1, 16 << 20);
   const forks = int("forks", 1000, 1, 1_000_000);
+  // A server bench does not start must be there: a refused connection is one
+  // line (as client says it) and exit 1, not a table of zeros.
+  if (spec.kind === "external") reach(spec.host ?? "", spec.port ?? 0);
 
   const report: BenchReport = { machine: machineLine(), server: "" };
   const stopping: (() => Promise<void>)[] = [];
@@ -192,6 +218,17 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const problems = benchProblems(report);
   for (const p of problems) warn(`realfork bench: ${p}`);
   if (problems.length > 0) process.exitCode = 1;
+}
+
+/** One connection to HOST:PORT, closed at once; throws the SyscallError of connect() when refused. */
+function reach(host: string, port: number): void {
+  const { AF_INET, AF_INET6, SOCK_STREAM } = native.constants;
+  const fd = posix.socket(ipFamily(host) === 6 ? AF_INET6 : AF_INET, SOCK_STREAM);
+  try {
+    posix.connect(fd, host, port);
+  } finally {
+    posix.close(fd);
+  }
 }
 
 /** What went wrong in a run: failed or wrong echoes. */

@@ -3,7 +3,7 @@ import { CheckTargetError, checkServer, renderCheck } from "../../inspect/check.
 import { tcpSockets } from "../../inspect/fdtable/linux.js";
 import { listenerOwner, processExists } from "../../inspect/fdtable.js";
 import { warn, writeAll } from "../../lib/output.js";
-import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
+import { durationOption, intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const CHECK_USAGE = `Usage: realfork check <pid> [options]
        realfork check --port <port> [options]
@@ -43,8 +43,9 @@ in, so only the second rule applies there.
 Options
   --port P         the server listening on TCP port P (and the port to probe)
   --probe N        make N probe connections (default 0, at most 64)
-  --timeout MS     the longest wait for each answer and each close (default 2000)
-  --settle MS      time between two confirming looks (default 300)
+  --timeout T      the longest wait for each answer and each close (default 2s)
+  --settle T       time between two confirming looks (default 300ms)
+                   (durations carry their unit: 500ms, 2s; a bare number is refused)
   --json           machine-readable report (schema: docs/check-json.md)
   -h, --help       this text
 
@@ -98,8 +99,8 @@ export async function checkCommand(argv: string[]): Promise<void> {
   }
   const port = values.port === undefined ? undefined : portArg(values.port, 1, CHECK_USAGE);
   const probes = intOption("--probe", values.probe, 0, 0, 64, CHECK_USAGE);
-  const timeoutMs = intOption("--timeout", values.timeout, 2000, 1, 600_000, CHECK_USAGE);
-  const settleMs = intOption("--settle", values.settle, 300, 1, 60_000, CHECK_USAGE);
+  const timeoutMs = durationOption("--timeout", values.timeout, 2000, 1, 600_000, CHECK_USAGE);
+  const settleMs = durationOption("--settle", values.settle, 300, 1, 60_000, CHECK_USAGE);
   let report: Awaited<ReturnType<typeof checkServer>>;
   try {
     report = await checkServer(target(port, pidText), { probes, port, timeoutMs, settleMs });

@@ -1,8 +1,8 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -11,8 +11,9 @@ import { type FdSnapshot, type SocketEntry, snapshot } from "../../inspect/fdtab
 import { holderText, renderSnapshot } from "../../inspect/fdview.js";
 import { escapeXml, pictureModel, renderSvg } from "../../inspect/picture.js";
 import { goOn, STEP_LINE } from "../../inspect/step.js";
-import { writeAll } from "../../lib/output.js";
-import { parse, positionals } from "./usage.js";
+import { WatchServer } from "../../inspect/web/watch-server.js";
+import { warn, writeAll } from "../../lib/output.js";
+import { parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const DEMO_USAGE = `Usage: realfork demo [options]
 
@@ -26,15 +27,24 @@ forgotten; then the split client, where shutdown() changes the socket's state
 and not its count, and close() the count and not the state.
 Everything runs on loopback, on ports the system picks; the demo cleans up.
 
+With --web the story is told in the browser too, one step per click: the
+page (loopback only, its address printed with a token, as realfork watch
+does) shows the live picture of the tables and the step's text, and each
+"Next step" lets the waiting processes go on. Parts 1 to 4 (the stepped
+ones). SIGINT or SIGTERM ends the demo and its servers at once.
+
 Options
-  --json       one JSON object per line instead of the story
-  --svg DIR    also draw each step (DIR/NN-part-step.svg) and DIR/index.html,
-               which shows the steps in order with their text
-  -h, --help   this text
+  --json            one JSON object per line instead of the story
+  --svg DIR         also draw each step (DIR/NN-part-step.svg) and DIR/index.html,
+                    which shows the steps in order with their text
+  --web             tell it in the browser, one step per click
+  --http-port N     with --web: the page's port (default 0: the system picks one)
+  -h, --help        this text
 
 Examples
   $ realfork demo
   $ realfork demo --svg /tmp/demo && xdg-open /tmp/demo/index.html
+  $ realfork demo --web               # open the address it prints
   $ npm start`;
 
 type ServerStepName =
@@ -93,8 +103,13 @@ const CLIENT_NARRATION: Record<ClientStepName, string> = {
 const options = {
   json: { type: "boolean" },
   svg: { type: "string" },
+  web: { type: "boolean" },
+  "http-port": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
+
+/** The demo was stopped by a signal while it waited for a click. */
+class Stopped extends Error {}
 
 interface Picture {
   part: string;
@@ -111,10 +126,45 @@ class Teller {
   readonly parts: Array<{ part: string; title: string }> = [];
   part = "";
   step = 1;
+  /** --web: the page, and the click the story waits for. */
+  readonly web: WatchServer | null;
+  #next: (() => void) | null = null;
+  #stop: ((err: Error) => void) | null = null;
+  #stopped: string | null = null;
 
-  constructor(json: boolean, svgDir: string | null) {
+  constructor(json: boolean, svgDir: string | null, web: WatchServer | null = null) {
     this.json = json;
     this.svgDir = svgDir;
+    this.web = web;
+  }
+
+  /** --web: resolves when the page's "Next step" is clicked; at once otherwise. */
+  pause(): Promise<void> {
+    if (!this.web) return Promise.resolve();
+    if (this.#stopped) return Promise.reject(new Stopped(this.#stopped));
+    return new Promise((resolve, reject) => {
+      this.#next = resolve;
+      this.#stop = reject;
+    });
+  }
+
+  /** The page's "Next step". */
+  next = (): void => {
+    const next = this.#next;
+    this.#next = null;
+    this.#stop = null;
+    next?.();
+  };
+
+  /** A stop signal: the story's pause ends with an error, and the parts' cleanups run. */
+  stop(why: string): void {
+    this.#stopped = why;
+    this.#stop?.(new Stopped(why));
+  }
+
+  /** --web: the page shows this process's tree from now on. */
+  watch(pid: number, what: string): void {
+    this.web?.setRoot(pid, what);
   }
 
   say(text: string): void {
@@ -143,6 +193,8 @@ class Teller {
   ): void {
     const heading = `Step ${this.step} [${who}]`;
     this.say(`${heading} ${narration}`);
+    const title = this.parts.at(-1)?.title ?? "";
+    this.web?.setStory({ heading: title, text: `${heading} ${narration}`, next: true, done: false });
     this.say(socketsTable(snap.sockets, port));
     this.say("");
     const sockets = snap.sockets.filter((s) => onPort(s, port));
@@ -193,9 +245,43 @@ export async function demoCommand(argv: string[]): Promise<void> {
     return;
   }
   positionals(pos, [], DEMO_USAGE);
+  if (values.web && values.json)
+    throw new UsageError("--web tells the story in the browser; --json is for machines (choose one)", DEMO_USAGE);
+  if (values["http-port"] !== undefined && !values.web) throw new UsageError("--http-port goes with --web", DEMO_USAGE);
   const svgDir = values.svg === undefined ? null : prepareDir(values.svg);
-  const t = new Teller(values.json ?? false, svgDir);
+  const web = values.web ? await startWeb(portArg(values["http-port"] ?? "0", 0, DEMO_USAGE)) : null;
+  const t = new Teller(values.json ?? false, svgDir, web);
+  web?.setOnNext(t.next);
+  let stoppedBy: string | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stoppedBy = signal;
+    t.stop(signal);
+  };
+  if (web) {
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  }
+  try {
+    await tellStory(t, web !== null);
+  } catch (err) {
+    if (!(err instanceof Stopped)) throw err;
+    warn(`realfork demo: ${err.message}: stopped, and its programs with it`);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await web?.stop(stoppedBy ?? "the demo is over");
+  }
+}
 
+/** --web: realfork watch's server, following the demo's programs; its address on stdout. */
+async function startWeb(port: number): Promise<WatchServer> {
+  const server = new WatchServer({ root: null, port, stepButtons: false, endWhenGone: false });
+  writeAll(1, `${await server.start()}\n`);
+  warn('realfork demo --web: open the address above; each "Next step" on the page tells one step');
+  return server;
+}
+
+async function tellStory(t: Teller, web: boolean): Promise<void> {
   t.say("realfork demo: one connection to the accept-then-fork echo server, told by the kernel's descriptor tables");
   t.begin("correct", "PART 1: the correct server (each process closes what it does not use)");
   await tellOneConnection(t, [], NARRATION);
@@ -205,21 +291,27 @@ export async function demoCommand(argv: string[]): Promise<void> {
   await tellOneConnection(t, ["--leak-child"], { ...NARRATION, ...LEAK_CHILD });
   t.begin("client", "PART 4: the split client: shutdown() changes the state, close() the count");
   await tellClient(t);
-  t.begin("check", "PART 5: realfork check judges both servers: the kernel's tables and a few probe connections");
-  await tellCheck(t);
+  if (!web) {
+    t.begin("check", "PART 5: realfork check judges both servers: the kernel's tables and a few probe connections");
+    await tellCheck(t);
+  }
   t.writeIndex();
 
-  t.say("\nWhat to remember: close() drops one reference to a socket; the kernel closes the socket only");
-  t.say("when the last descriptor to it is closed. After fork() every descriptor has two holders, so each");
-  t.say("process must close what it does not use: the child the listener, the parent the connection.");
-  t.say("shutdown() acts on the socket itself, whoever holds it: that is how the split client ends its half.");
-  if (svgDir) t.say(`\nPictures of every step: ${join(svgDir, "index.html")}`);
+  const remember = [
+    "What to remember: close() drops one reference to a socket; the kernel closes the socket only",
+    "when the last descriptor to it is closed. After fork() every descriptor has two holders, so each",
+    "process must close what it does not use: the child the listener, the parent the connection.",
+    "shutdown() acts on the socket itself, whoever holds it: that is how the split client ends its half.",
+  ];
+  t.say(`\n${remember.join("\n")}`);
+  t.web?.setStory({ heading: "The end", text: remember.join(" "), next: false, done: true });
+  if (t.svgDir) t.say(`\nPictures of every step: ${join(t.svgDir, "index.html")}`);
 }
 
 /** --svg DIR: made if missing; a directory we cannot write to is an error before anything starts. */
 function prepareDir(dir: string): string {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(resolve(dir));
     const probe = join(dir, ".realfork-demo-probe");
     writeFileSync(probe, "");
     rmSync(probe);
@@ -228,6 +320,18 @@ function prepareDir(dir: string): string {
     const e = err as NodeJS.ErrnoException;
     throw new Error(`--svg: cannot write pictures to '${dir}': ${e.code ?? e.message}`);
   }
+}
+
+/**
+ * mkdir -p, one level at a time. Node 22's and 24's mkdirSync(recursive) never
+ * returns for a path under /proc (seen: /proc/nope, at full CPU); one mkdir
+ * each fails there at once with ENOENT.
+ */
+function makeDirs(path: string): void {
+  if (existsSync(path)) return;
+  const parent = dirname(path);
+  if (parent !== path) makeDirs(parent);
+  mkdirSync(path);
 }
 
 /** A program run with --step: its step lines, each waited for once, and the way to let it go on. */
@@ -302,17 +406,11 @@ class Stepped {
     });
   }
 
-  /** SIGTERM, and every process that waits at a step goes on, until the program has ended. */
+  /** SIGTERM, which ends a stepped program at once, waiting processes included; resolves when it has ended. */
   async stop(): Promise<void> {
     if (this.#exited) return;
     this.child.kill("SIGTERM");
-    // A process that waits at a step handles SIGTERM only once it goes on,
-    // and the way out has steps of its own (reaped).
-    const exited = this.exited();
-    while (!this.#exited) {
-      for (const pid of new Set(this.#seen.map((s) => s.pid))) await goOn(pid, 0).catch(() => {});
-      await Promise.race([exited, sleep(50)]);
-    }
+    await this.exited();
   }
 }
 
@@ -360,7 +458,9 @@ async function tellOneConnection(t: Teller, extra: string[], narration: Record<S
     const tell = async (step: ServerStepName, who: { role: string; pid: number }) => {
       roles.set(who.pid, who.role);
       t.tell(step, `${who.role} ${who.pid}`, narration[step], snapshot(parentPid), port, roles);
+      await t.pause();
     };
+    t.watch(parentPid, `realfork serve ${["--step", ...extra].join(" ")}`);
     const listening = await server.at("listening");
     port = Number(/ on \S+:(\d+);/.exec(listening.line)?.[1]);
     t.say(`realfork serve ${["--step", ...extra].join(" ")} is pid ${parentPid}, listening on 127.0.0.1:${port}.\n`);
@@ -381,6 +481,7 @@ async function tellOneConnection(t: Teller, extra: string[], narration: Record<S
     const [parent, child] = await Promise.all([server.at("forked"), server.at("child-forked")]);
     roles.set(child.pid, "child");
     t.tell("fork", `parent ${parent.pid} and child ${child.pid}`, narration.fork, snapshot(parentPid), port, roles);
+    await t.pause();
     await goOn(child.pid);
     if (!leakChild) {
       await tell("child-closed-listener", await server.at("child-closed-listener"));
@@ -447,17 +548,20 @@ async function tellClient(t: Teller): Promise<void> {
   try {
     t.say(`A plain echo server on 127.0.0.1:${port}; realfork client --step is pid ${readerPid}.\n`);
     const roles = new Map([[readerPid, "reader"]]);
-    const tell = (step: ClientStepName, who: string) =>
+    const tell = async (step: ClientStepName, who: string) => {
       t.tell(step, who, CLIENT_NARRATION[step], snapshot(readerPid), port, roles);
+      await t.pause();
+    };
+    t.watch(readerPid, "realfork client --step");
     const connected = await client.at("connected");
-    tell("connected", `reader ${connected.pid}`);
+    await tell("connected", `reader ${connected.pid}`);
     await goOn(connected.pid);
     const [conn] = await accepted;
     conn.on("data", (d) => conn.write(d));
     const sawEnd = once(conn, "end");
     const [reader, writer] = await Promise.all([client.at("forked"), client.at("child-forked")]);
     roles.set(writer.pid, "writer");
-    tell("fork", `reader ${reader.pid} and writer ${writer.pid}`);
+    await tell("fork", `reader ${reader.pid} and writer ${writer.pid}`);
     await goOn(writer.pid);
     await goOn(reader.pid);
 
@@ -472,16 +576,16 @@ async function tellClient(t: Teller): Promise<void> {
     await sawEnd;
     for (let i = 0; i < 200 && snapshot(readerPid).sockets.some((s) => onPort(s, port) && s.state === "FIN_WAIT1"); i++)
       await sleep(10);
-    tell("half-closed", `writer ${writer.pid}`);
+    await tell("half-closed", `writer ${writer.pid}`);
     await goOn(writer.pid);
     await client.at("writer-closed");
-    tell("writer-closed", `writer ${writer.pid}`);
+    await tell("writer-closed", `writer ${writer.pid}`);
     await goOn(writer.pid);
 
     t.say("The server closes its side of the connection.\n");
     conn.end();
     await client.at("reader-closed");
-    tell("reader-closed", `reader ${reader.pid}`);
+    await tell("reader-closed", `reader ${reader.pid}`);
     await goOn(reader.pid);
     await goOn((await client.at("reaped")).pid);
     t.emit({ type: "client-exit", code: await client.exited() });

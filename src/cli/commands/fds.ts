@@ -1,3 +1,4 @@
+import { isatty } from "node:tty";
 import { parseArgs } from "node:util";
 import { judgeSnapshot } from "../../inspect/check.js";
 import { renderDot } from "../../inspect/dot.js";
@@ -5,7 +6,7 @@ import { type FdSnapshot, listenerOwner, processExists, snapshot } from "../../i
 import { renderSnapshot } from "../../inspect/fdview.js";
 import { type PictureModel, pictureModel, renderSvg } from "../../inspect/picture.js";
 import { writeAll } from "../../lib/output.js";
-import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
+import { durationOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const FDS_USAGE = `Usage: realfork fds <pid> [options]
        realfork fds --port <port> [options]
@@ -20,7 +21,7 @@ Options
   --port P          start from the process that listens on TCP port P
   --json            machine-readable output (schema: docs/fds-json.md)
   --watch           redraw when anything changes (Ctrl-C ends)
-  --interval MS     how often --watch looks (default 250)
+  --interval T      how often --watch looks (default 250ms; with its unit: 100ms, 1s)
   --sockets         only stdio and sockets (hide the runtime's epoll, eventfds, pipes)
   --svg             a picture (SVG on stdout): processes, their descriptors, the
                     sockets they refer to with state, endpoints and refs; what
@@ -61,9 +62,14 @@ export async function fdsCommand(argv: string[]): Promise<void> {
   if (formats.length > 1) throw new UsageError(`choose one of --${formats.join(", --")}`, FDS_USAGE);
   if (values.watch && (values.svg || values.dot))
     throw new UsageError("--watch redraws text; a picture is one snapshot (leave out --watch)", FDS_USAGE);
+  if (values.interval !== undefined && !values.watch)
+    throw new UsageError("--interval is how often --watch looks, and --watch is not given", FDS_USAGE);
+  if (values.sockets && formats.length > 0)
+    throw new UsageError(`--sockets trims the text table; --${formats[0]} always has every descriptor`, FDS_USAGE);
   let target: () => number;
   if (values.port !== undefined) {
-    positionals(pos, [], FDS_USAGE);
+    if (pos.length > 0)
+      throw new UsageError(`give a <pid> or --port, not both ('${pos[0]}' and --port ${values.port})`, FDS_USAGE);
     const port = portArg(values.port, 1, FDS_USAGE);
     target = () => {
       const owner = listenerOwner(port);
@@ -94,7 +100,7 @@ export async function fdsCommand(argv: string[]): Promise<void> {
     writeAll(1, render());
     return;
   }
-  await watch(render, intOption("--interval", values.interval, 250, 20, 60_000, FDS_USAGE), !values.json);
+  await watch(render, durationOption("--interval", values.interval, 250, 20, 60_000, FDS_USAGE), frame(values.json));
 }
 
 /**
@@ -107,8 +113,19 @@ function pictureOf(snap: FdSnapshot): PictureModel {
   return pictureModel(snap, { findings, roles });
 }
 
+/**
+ * How --watch writes each snapshot: JSON as it is (a stream of documents);
+ * text under a line with the time, on a cleared screen only when stdout is
+ * a terminal (in a file or a pipe, each snapshot follows the last).
+ */
+function frame(json: boolean | undefined): (text: string) => string {
+  if (json) return (text) => text;
+  const clear = isatty(1) ? "\x1b[2J\x1b[H" : "";
+  return (text) => `${clear}realfork fds --watch, ${new Date().toISOString()} (Ctrl-C ends)\n\n${text}`;
+}
+
 /** Redraws whenever the rendering changes; ends on SIGINT/SIGTERM or when the process is gone. */
-function watch(render: () => string, intervalMs: number, clear: boolean): Promise<void> {
+function watch(render: () => string, intervalMs: number, show: (text: string) => string): Promise<void> {
   return new Promise((resolve, reject) => {
     let last = "";
     const tick = () => {
@@ -127,8 +144,7 @@ function watch(render: () => string, intervalMs: number, clear: boolean): Promis
       }
       if (text === last) return;
       last = text;
-      const stamp = `realfork fds --watch, ${new Date().toISOString()} (Ctrl-C ends)\n\n`;
-      writeAll(1, clear ? `\x1b[2J\x1b[H${stamp}${text}` : text);
+      writeAll(1, show(text));
     };
     const timer = setInterval(tick, intervalMs);
     const stop = () => {

@@ -1,10 +1,12 @@
 import { constants as os } from "node:os";
 import type { Stepper } from "../../inspect/step.js";
 import { util } from "../../lib/builtins.js";
+import { SyscallError } from "../../lib/errors.js";
 import { native } from "../../lib/native.js";
 import { warn, writeAll } from "../../lib/output.js";
 import { echoHandler, ForkingServer, formatAddress, type ServerStep } from "../../lib/server.js";
 import { ipFamily } from "../../lib/validate.js";
+import { FdWatcher } from "../../lib/watcher.js";
 import { intOption, parse, portArg, positionals, UsageError } from "./usage.js";
 
 export const SERVE_USAGE = `Usage: realfork serve <port> [options]
@@ -30,7 +32,9 @@ Options
   --prefork N          fork N workers ahead that accept on the shared listener
   --backlog N          listen() backlog (default 128; the book uses 5)
   --quiet              no per-connection lines (for benchmarks)
-  --trace              log each step's reference counts, read from the kernel (stderr)
+  --trace              log each step's reference counts, read from the kernel at
+                       that step (stderr); after fork() parent and child take
+                       their first steps in turn, so that no count is read late
   --json               with --trace: one JSON object per line
   --step               each process waits at each step of the C loop (after
                        accept, fork, each close, before _exit) until
@@ -78,6 +82,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     return;
   }
   const [portText] = positionals(pos, ["port"], SERVE_USAGE) as [string];
+  if (values.json && !values.trace)
+    throw new UsageError("--json shapes --trace's lines, and --trace is not given", SERVE_USAGE);
   const host = values.host ?? "0.0.0.0";
   if (ipFamily(host) === 0)
     throw new UsageError(`--host must be a numeric IPv4 or IPv6 address, not '${host}'`, SERVE_USAGE);
@@ -96,8 +102,20 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const quiet = values.quiet ?? false;
   // Loaded only when asked for: their modules (child_process for lsof, and
   // with it net, dgram and streams) would be pages in every fork() otherwise.
-  const trace = values.trace ? new (await import("../../inspect/trace.js")).Tracer(values.json ?? false).onStep : null;
-  const stepper = values.step ? new (await import("../../inspect/step.js")).Stepper() : null;
+  const trace = values.trace
+    ? new (await import("../../inspect/trace.js")).Tracer({
+        json: values.json ?? false,
+        // With --step the user gives the turns.
+        inTurn: !values.step && prefork === 0,
+        leakParent: values["leak-parent"] ?? false,
+        leakChild: values["leak-child"] ?? false,
+      }).onStep
+    : null;
+  // A process that waits at a step is not in the event loop, where a
+  // JavaScript signal handler runs: with --step the stop signals come as a
+  // byte on a pipe, which the waiting parent polls too (src/inspect/step.ts).
+  const stopFd = values.step ? signalPipe() : -1;
+  const stepper = values.step ? new (await import("../../inspect/step.js")).Stepper({ stopFd }) : null;
   const server = new ForkingServer(
     {
       host,
@@ -129,7 +147,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   // (or the first --trace line) may send SIGTERM at once and get a clean stop.
   const report = () => warn(`fork-us: ${server.takeForkTimes().join(" ")}`.trimEnd());
   process.on("SIGUSR2", report);
-  const stop = stopOnSignal(server);
+  const stop = stopOnSignal(server, stopFd, stepper);
   try {
     const bound = server.listen();
     if (values["packed-heap"])
@@ -167,15 +185,23 @@ function stepHooks(trace: ((s: ServerStep) => void) | null, stepper: Stepper | n
  * SIGTERM or SIGINT: stop accepting, SIGTERM the children, reap them, exit 0.
  * A second SIGINT (or SIGTERM), or children still there after 4 s: SIGKILL.
  */
-function stopOnSignal(server: ForkingServer): { stopped: Promise<void>; remove: () => void } {
+function stopOnSignal(
+  server: ForkingServer,
+  stopFd: number,
+  stepper: Stepper | null,
+): { stopped: Promise<void>; remove: () => void } {
   let onSignal: (signal: NodeJS.Signals) => void = () => {};
+  let watcher: FdWatcher | null = null;
   const remove = () => {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    watcher?.close();
   };
   const stopped = new Promise<void>((resolve) => {
     let stopping = false;
     onSignal = (signal) => {
+      // Waiting at a step from here on would hold the stop up (a reap is a step).
+      stepper?.stop();
       if (!stopping) {
         stopping = true;
         warn(`realfork serve: ${signal}: closing the listener, ending ${server.children.length} child(ren)`);
@@ -191,7 +217,25 @@ function stopOnSignal(server: ForkingServer): { stopped: Promise<void>; remove: 
       }
     };
   });
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  if (stopFd < 0) {
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  } else {
+    const names = new Map(
+      [os.signals.SIGINT, os.signals.SIGTERM].map((n, i) => [n, i === 0 ? "SIGINT" : "SIGTERM"] as const),
+    );
+    const byte = Buffer.alloc(1);
+    watcher = new FdWatcher(stopFd, () => {
+      while (native.read(stopFd, byte, 0, 1) === 1) onSignal(names.get(byte[0] ?? 0) ?? "SIGTERM");
+    });
+    watcher.start({ readable: true });
+  }
   return { stopped, remove };
+}
+
+/** SIGINT and SIGTERM as bytes on a pipe: its read end. */
+function signalPipe(): number {
+  const fd = native.signalPipe([os.signals.SIGINT, os.signals.SIGTERM]);
+  if (fd < 0) throw new SyscallError(fd, "signalPipe");
+  return fd;
 }

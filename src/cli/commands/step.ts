@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
-import { goOn, STEP_DIR_PREFIX, steppedPids } from "../../inspect/step.js";
+import { table } from "../../inspect/fdview.js";
+import { goOn, STEP_DIR_PREFIX, waitingProcesses } from "../../inspect/step.js";
 import { writeAll } from "../../lib/output.js";
 import { parse, UsageError } from "./usage.js";
 
@@ -9,9 +10,11 @@ export const STEP_USAGE = `Usage: realfork step <pid>...
 Lets a process of \`realfork serve --step\` or \`realfork client --step\` go on
 from the step it waits at (it prints "step [ROLE PID] STEP: ...; go on:
 realfork step PID" before it waits). Several pids go on in the order given.
-Without a pid: lists the processes that are stepped now.
+Without a pid: lists the processes that wait at a step now, with the step
+each waits at, and removes what a killed stepped program left behind.
 
-A stepped process waits in open() of a FIFO, $TMPDIR/${STEP_DIR_PREFIX}XXXXXX/PID;
+A stepped process waits on a FIFO, $TMPDIR/${STEP_DIR_PREFIX}ROOTPID-XXXXXX/PID;
+only folders of your own (mode 0700, not a symlink) are looked in.
 \`echo > that-path\` does the same as this command. Exit 1 when a process is
 not stepped or not waiting at a step.
 
@@ -34,8 +37,12 @@ export async function stepCommand(argv: string[]): Promise<void> {
     return;
   }
   if (pids.length === 0) {
-    const stepped = steppedPids();
-    writeAll(1, stepped.length === 0 ? "no stepped process\n" : `${stepped.join("\n")}\n`);
+    const waiting = waitingProcesses({ clean: true });
+    const rows = [
+      ["PID", "ROLE", "STEP", "WHAT IT DID"],
+      ...waiting.map((w) => [String(w.pid), w.role, w.step, w.detail]),
+    ];
+    writeAll(1, waiting.length === 0 ? "no process waits at a step\n" : `${table(rows).join("\n")}\n`);
     return;
   }
   for (const text of pids) {

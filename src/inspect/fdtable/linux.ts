@@ -1,6 +1,7 @@
 // Linux: descriptor tables from /proc, TCP endpoints from /proc/PID/net/tcp
 // and tcp6, and kcmp(KCMP_FILE) for shared open file descriptions.
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { basename } from "node:path";
 import { native } from "../../lib/native.js";
 import type { Descriptor, DescriptorType, Holder, ProcessEntry } from "./types.js";
 
@@ -87,6 +88,26 @@ export function tcpSockets(pid: number | "self" = "self"): Map<number, TcpSocket
   return table;
 }
 
+/**
+ * A process's name in /proc/PID/stat (comm) is its main thread's name, and
+ * Node 24 and later name that thread ("MainThread"; "node-MainThread" on 26),
+ * which ps, lsof and ss then show for every node process. Such a process is
+ * named after its program instead, as on Node 22 ("node"): /proc/PID/exe, or
+ * for another user's process (exe is not readable) the first word of its
+ * command line.
+ */
+export function programName(pid: number | string, comm: string): string {
+  if (!/^(node-)?MainThread$/.test(comm)) return comm;
+  try {
+    return basename(readlinkSync(`/proc/${pid}/exe`));
+  } catch {}
+  try {
+    return basename(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0] ?? "") || comm;
+  } catch {
+    return comm; // gone meanwhile
+  }
+}
+
 export function parentMap(): Map<number, { ppid: number; command: string }> {
   const map = new Map<number, { ppid: number; command: string }>();
   for (const name of readdirSync("/proc")) {
@@ -95,7 +116,7 @@ export function parentMap(): Map<number, { ppid: number; command: string }> {
       const stat = readFileSync(`/proc/${name}/stat`, "utf8");
       // The command is in parentheses and may itself contain spaces or ")".
       const close = stat.lastIndexOf(")");
-      const command = stat.slice(stat.indexOf("(") + 1, close);
+      const command = programName(name, stat.slice(stat.indexOf("(") + 1, close));
       const fields = stat.slice(close + 2).split(" ");
       map.set(Number(name), { ppid: Number(fields[1]), command });
     } catch {
