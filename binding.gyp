@@ -59,9 +59,9 @@
           "type": "shared_library",
           "product_prefix": "",
           "product_extension": "so",
-          "sources": ["native/linux/packed_heap.c"],
+          "sources": ["native/linux/packed_heap.c", "native/linux/large_text.c"],
           "cflags": ["-Wall", "-Wextra"],
-          "libraries": ["-ldl"]
+          "libraries": ["-ldl", "-lpthread"]
         }
       ]
     }]

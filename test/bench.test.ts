@@ -33,6 +33,11 @@ describe("realfork bench", () => {
         expect(short.cpuMsPerConnection?.parent).toBeGreaterThan(0);
         expect(short.cpuMsPerConnection?.children).toBeGreaterThan(0);
       }
+      // Counts, which load does not move: every child faults in some pages; the parent has page tables.
+      expect(short.cpuMsPerConnection?.faults.children).toBeGreaterThan(10);
+      expect(short.forkCost.parentTables?.pageTablesKb).toBeGreaterThan(0);
+      expect(short.forkCost.parentTables?.mappings).toBeGreaterThan(10);
+      expect(short.forkCost.parentTables?.anon4kKb).toBeGreaterThan(0);
       expect(child?.ussKb).toBeGreaterThan(0);
       expect(child?.pssKb).toBeGreaterThanOrEqual(child?.ussKb ?? Number.POSITIVE_INFINITY);
       expect(Object.keys(child?.privateKb ?? {})).toEqual(["anonymous", "malloc heap", "stack", "file-backed"]);
@@ -52,6 +57,12 @@ describe("realfork bench", () => {
     expect(r.stdout).toMatch(/^realfork bench: C echo_mpserv_fixed \(/);
     expect(r.stdout).toMatch(/short: 150 x 30 B, 4 at a time +\d+ conn\/s, latency p50 .* 150 echoes exact/);
     expect(r.stdout).toMatch(/fork\(\) in the parent +p50 .*\(150 forks\)/);
+    if (process.platform === "linux") {
+      expect(r.stdout).toMatch(/page faults per connection +parent [\d.]+, children [\d.]+\n/);
+      expect(r.stdout).toMatch(
+        /what fork\(\) copies \(idle parent\) +page tables \d+ kB, \d+ mappings, [\d.]+ (kB|MB) in 4 KiB/,
+      );
+    }
     expect(r.stdout).toMatch(/stream: 2 MiB, buffer 65536 +[\d.]+ MiB\/s, every byte exact/);
   });
 
@@ -72,7 +83,12 @@ describe("realfork bench", () => {
     const r = await run(["bench", "--server", `127.0.0.1:${server.port}`, ...small, "--json"]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.json?.short).toMatchObject({ ok: 150, failed: 0 });
-    expect(r.json?.short?.forkCost).toEqual({ parentLatencyUs: null, parentRss: null, child: null });
+    expect(r.json?.short?.forkCost).toEqual({
+      parentLatencyUs: null,
+      parentRss: null,
+      parentTables: null,
+      child: null,
+    });
     expect(server.proc.stderr()).not.toContain("fork-us");
     expect(await stop(server)).toEqual({ code: 0, signal: null });
   });
@@ -110,10 +126,10 @@ describe("realfork bench", () => {
     [["--server", "python", "--prefork", "2"], "--prefork goes with --server ts, perl-prefork or c-prefork"],
     [["--server", "perl-fork", "--workload", "fork"], "--workload fork needs --server ts or c"],
     [["--server", "c-book", "--workload", "fork"], "--workload fork needs --server ts or c"],
-    [["--server", "c", "--packed-heap"], "--packed-heap goes with --server ts"],
+    [["--server", "c", "--no-packed-heap"], "--no-packed-heap goes with --server ts"],
     [
-      ["--packed-heap", "--workload", "fork"],
-      "--packed-heap is realfork serve's: --workload fork runs in bench's own process",
+      ["--no-packed-heap", "--workload", "fork"],
+      "--no-packed-heap is realfork serve's: --workload fork runs in bench's own process",
     ],
     [["--connections", "0"], "--connections must be a whole number from 1"],
     [["extra"], "unexpected argument 'extra'"],

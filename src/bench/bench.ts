@@ -73,6 +73,8 @@ export interface ForkCost {
   /** fork() as the server's parent measured it (SIGUSR2 report); null where the server cannot say. */
   parentLatencyUs: (Percentiles & { forks: number }) | null;
   parentRss: { idleKb: number; loadedKb: number } | null;
+  /** What fork() copies of the idle parent (Linux): page tables, mappings, 4 KiB anonymous pages. */
+  parentTables: PageTables | null;
   /** Median over the children alive while connections were held open. */
   child: (MemoryUse & { measured: number; privateKb: Record<string, number> | null }) | null;
 }
@@ -81,6 +83,17 @@ export interface ForkCost {
 export interface CpuPerConnection {
   parent: number;
   children: number;
+  /** Page faults per connection (minflt; cminflt for reaped children): counts, unlike the CPU, not moved by load. */
+  faults: { parent: number; children: number };
+}
+
+/** The parts of a process that fork() copies and its children's exits free (Linux). */
+export interface PageTables {
+  /** VmPTE: the kernel's page-table pages. */
+  pageTablesKb: number;
+  mappings: number;
+  /** Anonymous memory not on huge pages: one page-table entry per 4 KiB. */
+  anon4kKb: number;
 }
 
 export interface FloorResult {
@@ -127,8 +140,8 @@ function requireProgram(path: string): string {
 export function serverLabel(spec: ServerSpec): string {
   switch (spec.kind) {
     case "ts": {
-      const packed = spec.extra?.includes("--packed-heap") ? " --packed-heap" : "";
-      return `realfork serve${spec.prefork ? ` --prefork ${spec.prefork}` : ""}${packed}`;
+      const unpacked = spec.extra?.includes("--no-packed-heap") ? " --no-packed-heap" : "";
+      return `realfork serve${spec.prefork ? ` --prefork ${spec.prefork}` : ""}${unpacked}`;
     }
     case "c":
       return "C echo_mpserv_fixed";
@@ -336,6 +349,8 @@ interface CpuSample {
   /** Reaped children (cutime + cstime) and live ones (their own utime + stime), by pid. */
   reaped: number;
   live: Map<number, number>;
+  /** The same for page faults (minflt, cminflt). */
+  faults: { parent: number; reaped: number; live: Map<number, number> };
 }
 
 /** utime, stime, cutime, cstime of a process in ticks (Linux /proc), or null when it is gone. */
@@ -344,18 +359,46 @@ export function statTimes(pid: number): number[] | null {
   return fields === null ? null : [11, 12, 13, 14].map((i) => Number(fields[i]));
 }
 
+/** minflt and cminflt of /proc/PID/stat. */
+function statFaults(pid: number): number[] | null {
+  const fields = statFields(pid);
+  return fields === null ? null : [7, 8].map((i) => Number(fields[i]));
+}
+
+/** VmPTE, the number of mappings and the 4 KiB anonymous memory of a process (Linux; null elsewhere). */
+export function pageTablesOf(pid: number): PageTables | null {
+  if (process.platform !== "linux") return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const smaps = readFileSync(`/proc/${pid}/smaps`, "utf8");
+    const sum = (name: string) =>
+      [...smaps.matchAll(new RegExp(`^${name}:\\s+(\\d+) kB`, "gm"))].reduce((n, m) => n + Number(m[1]), 0);
+    return {
+      pageTablesKb: Number(/^VmPTE:\s+(\d+)/m.exec(status)?.[1] ?? 0),
+      mappings: readFileSync(`/proc/${pid}/maps`, "utf8").split("\n").filter(Boolean).length,
+      anon4kKb: sum("Anonymous") - sum("AnonHugePages"),
+    };
+  } catch {
+    return null;
+  }
+}
+
 function cpuSample(pid: number): CpuSample | null {
   if (process.platform !== "linux") return null;
   const own = statTimes(pid);
   if (!own) return null;
   const [ut = 0, st = 0, cut = 0, cst = 0] = own;
+  const [minflt = 0, cminflt = 0] = statFaults(pid) ?? [];
   const live = new Map<number, number>();
+  const liveFaults = new Map<number, number>();
   for (const child of processTree(pid)) {
     if (child === pid) continue;
     const t = statTimes(child);
     if (t) live.set(child, (t[0] ?? 0) + (t[1] ?? 0));
+    const f = statFaults(child);
+    if (f) liveFaults.set(child, f[0] ?? 0);
   }
-  return { parent: ut + st, reaped: cut + cst, live };
+  return { parent: ut + st, reaped: cut + cst, live, faults: { parent: minflt, reaped: cminflt, live: liveFaults } };
 }
 
 /**
@@ -380,8 +423,17 @@ export async function cpuPerConnection(
   if (!after) return null;
   let children = after.reaped - before.reaped;
   for (const [child, t] of after.live) children += t - (before.live.get(child) ?? 0);
+  let childFaults = after.faults.reaped - before.faults.reaped;
+  for (const [child, f] of after.faults.live) childFaults += f - (before.faults.live.get(child) ?? 0);
   const msPerConnection = (ticks: number) => ticks / TICKS_PER_MS / connections;
-  return { parent: msPerConnection(after.parent - before.parent), children: msPerConnection(children) };
+  return {
+    parent: msPerConnection(after.parent - before.parent),
+    children: msPerConnection(children),
+    faults: {
+      parent: (after.faults.parent - before.faults.parent) / connections,
+      children: childFaults / connections,
+    },
+  };
 }
 
 /** Resident, proportional and unique memory of a process, as the kernel counts them. */
@@ -480,8 +532,12 @@ export async function forkLatencies(server: RunningServer): Promise<number[] | n
  * and each child's memory while `hold` connections are open. Call it after
  * a load has run (the latencies are those of that load).
  */
-export async function measureForkCost(server: RunningServer, idleRssKb: number | null, hold = 4): Promise<ForkCost> {
-  if (server.pid === null) return { parentLatencyUs: null, parentRss: null, child: null };
+export async function measureForkCost(
+  server: RunningServer,
+  idle: { rssKb: number | null; tables: PageTables | null },
+  hold = 4,
+): Promise<ForkCost> {
+  if (server.pid === null) return { parentLatencyUs: null, parentRss: null, parentTables: null, child: null };
   const latencies = await forkLatencies(server);
   const loaded = memoryOf(server.pid);
   // A --prefork worker serves one connection at a time: hold no more than there are workers.
@@ -498,7 +554,8 @@ export async function measureForkCost(server: RunningServer, idleRssKb: number |
       parentLatencyUs: sorted
         ? { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), forks: sorted.length }
         : null,
-      parentRss: idleRssKb !== null && loaded ? { idleKb: idleRssKb, loadedKb: loaded.rssKb } : null,
+      parentRss: idle.rssKb !== null && loaded ? { idleKb: idle.rssKb, loadedKb: loaded.rssKb } : null,
+      parentTables: idle.tables,
       child:
         mems.length > 0
           ? {
@@ -534,7 +591,10 @@ export async function measureShort(
 ): Promise<ShortMeasurement> {
   await runShort(server, Math.min(200, connections), concurrency, size);
   await forkLatencies(server);
-  const idle = server.pid === null ? null : (memoryOf(server.pid)?.rssKb ?? null);
+  const idle = {
+    rssKb: server.pid === null ? null : (memoryOf(server.pid)?.rssKb ?? null),
+    tables: server.pid === null ? null : pageTablesOf(server.pid),
+  };
   let short: ShortResult | undefined;
   const cpu = await cpuPerConnection(server, connections, async () => {
     short = await runShort(server, connections, concurrency, size);

@@ -237,8 +237,8 @@ export interface CompareOptions {
   extra: string[];
   /** Peers to run next to C and realfork (those that cannot run here are skipped). */
   peers: PeerKind[];
-  /** Also realfork serve --packed-heap, short connections, in the same rounds (a row of the peer table). */
-  packedHeap?: boolean;
+  /** Also realfork serve --no-packed-heap, short connections, in the same rounds (a row of the peer table). */
+  unpackedHeap?: boolean;
   /** Called as each measurement ends (progress). */
   onProgress?: (line: string) => void;
 }
@@ -272,8 +272,8 @@ export interface PeerRow {
   childUssKb: number | null;
   /** realfork serve (the same group's) / this server: the median of per-round ratios. */
   realforkRatio: number | null;
-  /** With packedHeap: realfork serve --packed-heap / this server (fork per connection only). */
-  packedRatio?: number | null;
+  /** With unpackedHeap: realfork serve --no-packed-heap / this server (fork per connection only). */
+  unpackedRatio?: number | null;
 }
 
 export interface CompareResult {
@@ -350,7 +350,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     observed.push({ peer, observation });
   }
   const behaviour = compareBehaviour(cObs, tsObs, observed);
-  const peerResult = (rows: PeerRow[]) => (o.peers.length > 0 || o.packedHeap ? { peers: { rows, skipped } } : {});
+  const peerResult = (rows: PeerRow[]) => (o.peers.length > 0 || o.unpackedHeap ? { peers: { rows, skipped } } : {});
   if (!behaviour.every((b) => b.same)) {
     // Timing a server that behaves differently compares nothing (and a leak
     // can stall a workload until its time-out).
@@ -362,9 +362,9 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     short: [] as ShortRound[],
     stream: [] as StreamResult[],
     prefork: [] as ShortRound[],
-    packed: [] as ShortRound[],
+    unpacked: [] as ShortRound[],
   };
-  const packedSpec: ServerSpec = { kind: "ts", bufferSize: o.bufferSize, extra: [...o.extra, "--packed-heap"] };
+  const unpackedSpec: ServerSpec = { kind: "ts", bufferSize: o.bufferSize, extra: [...o.extra, "--no-packed-heap"] };
   const cSpec: ServerSpec = { kind: "c", bufferSize: o.bufferSize };
   const tsSpec: ServerSpec = { kind: "ts", bufferSize: o.bufferSize, extra: o.extra };
   const checkShort = (who: string, r: ShortResult) => {
@@ -386,11 +386,11 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
     checkShort("realfork serve", tsShort.short);
     ts.short.push(tsShort);
     say(`${tag}: TS short ${tsShort.short.connsPerSec.toFixed(0)} conn/s`);
-    if (o.packedHeap) {
-      const packed = await shortRound(packedSpec, o);
-      checkShort(serverLabel(packedSpec), packed.short);
-      ts.packed.push(packed);
-      say(`${tag}: TS --packed-heap short ${packed.short.connsPerSec.toFixed(0)} conn/s`);
+    if (o.unpackedHeap) {
+      const unpacked = await shortRound(unpackedSpec, o);
+      checkShort(serverLabel(unpackedSpec), unpacked.short);
+      ts.unpacked.push(unpacked);
+      say(`${tag}: TS --no-packed-heap short ${unpacked.short.connsPerSec.toFixed(0)} conn/s`);
     }
     const peerRounds = async (prefork: boolean) => {
       for (const peer of peers.filter((p) => isPreforkPeer(p) === prefork)) {
@@ -491,27 +491,28 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
               conns,
               realfork.map((r) => r.short.connsPerSec),
             ),
-      ...(o.packedHeap
+      ...(o.unpackedHeap
         ? {
-            packedRatio:
-              group === "prefork" || rounds === ts.packed
+            unpackedRatio:
+              group === "prefork" || rounds === ts.unpacked
                 ? null
                 : ratioOf(
                     conns,
-                    ts.packed.map((r) => r.short.connsPerSec),
+                    ts.unpacked.map((r) => r.short.connsPerSec),
                   ),
           }
         : {}),
     };
   };
   const rows: PeerRow[] = [];
-  if (o.peers.length > 0 || o.packedHeap) {
+  if (o.peers.length > 0 || o.unpackedHeap) {
     const label = (kind: ServerSpec["kind"], prefork?: number) =>
       serverLabel({ kind, bufferSize: o.bufferSize, ...(prefork ? { prefork } : {}) });
     const perConnection = "fork per connection";
     rows.push(row("c", label("c"), perConnection, c.short, ts.short));
     rows.push(row("ts", label("ts"), perConnection, ts.short, ts.short));
-    if (o.packedHeap) rows.push(row("ts --packed-heap", serverLabel(packedSpec), perConnection, ts.packed, ts.short));
+    if (o.unpackedHeap)
+      rows.push(row("ts --no-packed-heap", serverLabel(unpackedSpec), perConnection, ts.unpacked, ts.short));
     for (const peer of peers.filter((p) => !isPreforkPeer(p)))
       rows.push(row(peer, label(peer), perConnection, peerShort.get(peer) ?? [], ts.short));
     if (o.prefork > 0) {

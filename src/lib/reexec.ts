@@ -34,13 +34,15 @@ export function missingNodeFlags(flags: readonly string[]): string[] {
 
 export interface NodeFlagsOptions {
   /**
-   * Linux: restart with native/linux/packed_heap.c preloaded, which drops the
-   * random address V8 asks for each 256 KiB heap page, so the kernel packs
-   * the pages together: fork() copies about a third of the page tables and
-   * a fork-per-connection server gains 10-15% (docs/benchmarks.md). It weakens
-   * address randomisation: V8's pages sit at guessable offsets from the
-   * libraries. Opt in knowingly. Programs this process starts do not inherit
-   * the preload; an LD_PRELOAD of your own is kept for them.
+   * Linux: restart with native/linux/packed_heap.c preloaded. It reserves one
+   * region at a random address (getrandom) at start and places V8's heap
+   * pages next to each other inside it instead of at a random address each,
+   * so fork() copies about a third of the page tables (docs/benchmarks.md).
+   * The heap's base stays as random as before and independent of the
+   * libraries; V8's pages are no longer independent of each other: one heap
+   * address gives away where the others are. The realfork command's serve
+   * does this by default; here it is an opt-in. Programs this process starts
+   * do not inherit the preload; an LD_PRELOAD of your own is kept for them.
    */
   packedHeap?: boolean;
 }
@@ -75,9 +77,9 @@ export function ensureNodeFlags(
   const wanted = [missing.join(" "), preload ? "the packed-heap preload" : ""].filter(Boolean).join(" and ");
   if (retried)
     throw new ReexecError(
-      preload
-        ? `node was restarted with LD_PRELOAD=${preload} but the library was not loaded (see the loader's message above)`
-        : `node was restarted with ${wanted} but does not have ${missing.length > 1 ? "them" : "it"}`,
+      missing.length > 0
+        ? `node was restarted with ${missing.join(" ")} but does not have ${missing.length > 1 ? "them" : "it"}`
+        : `node was restarted with LD_PRELOAD=${preload} but the library was not loaded (see the loader's message above)`,
       missing,
     );
   const script = process.argv[1];
@@ -97,6 +99,11 @@ export function ensureNodeFlags(
   for (const [fd, was] of stdio.entries()) if (was === 1) native.cloexec(fd, true);
   const err = new SyscallError(errno, "execve");
   throw new ReexecError(`cannot restart node with ${wanted}: ${err.summary}`, missing);
+}
+
+/** Whether the packed-heap preload can be used here: Linux, built, and a path LD_PRELOAD can name. */
+export function packedHeapAvailable(): boolean {
+  return native.platform === "linux" && fs.existsSync(packedHeapLibrary) && !/[ :]/.test(packedHeapLibrary);
 }
 
 /** The library to preload for options.packedHeap, or null when none is needed; throws where there is none. */

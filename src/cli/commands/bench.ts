@@ -47,8 +47,8 @@ Options
                        REALFORK_PYTHON and REALFORK_PERL name other interpreters
   --prefork N          with --server ts: realfork serve --prefork N; with
                        perl-prefork or c-prefork: N workers (default ${DEFAULT_WORKERS})
-  --packed-heap        with --server ts: realfork serve --packed-heap (Linux; weakens
-                       the V8 heap's address randomisation, see realfork serve --help)
+  --no-packed-heap     with --server ts: realfork serve --no-packed-heap (Linux: V8's
+                       pages at a random address each, see realfork serve --help)
   --workload LIST      short,stream,fork in any combination (default short,stream)
   --connections N      short: how many (default 2000)
   --concurrency N      short: how many at once (default 16)
@@ -65,7 +65,7 @@ Examples
   $ realfork bench --server c --workload short --connections 5000
   $ realfork bench --server ts --prefork 8 --json
   $ realfork bench --server python --workload short
-  $ realfork bench --server ts --packed-heap --workload short
+  $ realfork bench --server ts --no-packed-heap --workload short
   $ realfork bench --server c-prefork --prefork 4 --workload short
   $ realfork bench --server 127.0.0.1:9190 --workload stream
   $ realfork bench --workload fork --forks 2000`;
@@ -73,7 +73,7 @@ Examples
 const options = {
   server: { type: "string" },
   prefork: { type: "string" },
-  "packed-heap": { type: "boolean" },
+  "no-packed-heap": { type: "boolean" },
   workload: { type: "string" },
   connections: { type: "string" },
   concurrency: { type: "string" },
@@ -110,9 +110,10 @@ export function machineLine(): string {
 
 const PREFORK_WITH = "--prefork goes with --server ts, perl-prefork or c-prefork";
 
-function serverSpec(text: string, prefork: number, packedHeap: boolean): ServerSpec {
-  if (packedHeap && text !== "ts") throw new UsageError("--packed-heap goes with --server ts", BENCH_USAGE);
-  if (packedHeap) return { kind: "ts", bufferSize: 30, extra: ["--packed-heap"], ...(prefork > 0 ? { prefork } : {}) };
+function serverSpec(text: string, prefork: number, unpackedHeap: boolean): ServerSpec {
+  if (unpackedHeap && text !== "ts") throw new UsageError("--no-packed-heap goes with --server ts", BENCH_USAGE);
+  if (unpackedHeap)
+    return { kind: "ts", bufferSize: 30, extra: ["--no-packed-heap"], ...(prefork > 0 ? { prefork } : {}) };
   const takesWorkers = text === "ts" || (isPeer(text) && isPreforkPeer(text));
   if (prefork > 0 && !takesWorkers) throw new UsageError(PREFORK_WITH, BENCH_USAGE);
   if (isPeer(text)) {
@@ -143,7 +144,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   positionals(pos, [], BENCH_USAGE);
   const int = (name: keyof typeof values, fallback: number, min: number, max: number) =>
     intOption(`--${name}`, values[name] as string | undefined, fallback, min, max, BENCH_USAGE);
-  const spec = serverSpec(values.server ?? "ts", int("prefork", 0, 1, 4096), values["packed-heap"] ?? false);
+  const spec = serverSpec(values.server ?? "ts", int("prefork", 0, 1, 4096), values["no-packed-heap"] ?? false);
   const workloads = (values.workload ?? "short,stream").split(",");
   for (const w of workloads) {
     if (!(WORKLOADS as readonly string[]).includes(w))
@@ -152,8 +153,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const wants = (w: Workload) => workloads.includes(w);
   if (wants("fork") && spec.kind !== "ts" && spec.kind !== "c")
     throw new UsageError("--workload fork needs --server ts or c", BENCH_USAGE);
-  if (wants("fork") && values["packed-heap"])
-    throw new UsageError("--packed-heap is realfork serve's: --workload fork runs in bench's own process", BENCH_USAGE);
+  if (wants("fork") && values["no-packed-heap"])
+    throw new UsageError(
+      "--no-packed-heap is realfork serve's: --workload fork runs in bench's own process",
+      BENCH_USAGE,
+    );
   for (const w of WORKLOADS) {
     const given = PER_WORKLOAD[w].find((name) => values[name] !== undefined);
     if (!wants(w) && given)
@@ -254,6 +258,11 @@ export function renderBench(r: BenchReport): string {
       "CPU per connection",
       cpu ? `parent ${cpu.parent.toFixed(3)} ms, children ${cpu.children.toFixed(3)} ms` : "n/a (Linux /proc only)",
     ]);
+    if (cpu)
+      rows.push([
+        "page faults per connection",
+        `parent ${cpu.faults.parent.toFixed(1)}, children ${cpu.faults.children.toFixed(1)}`,
+      ]);
     const c = s.forkCost;
     rows.push([
       "fork() in the parent",
@@ -263,6 +272,11 @@ export function renderBench(r: BenchReport): string {
           ? "none during the load (the workers were forked at start)"
           : `p50 ${us(c.parentLatencyUs.p50)}, p99 ${us(c.parentLatencyUs.p99)} (${c.parentLatencyUs.forks} forks)`,
     ]);
+    if (c.parentTables)
+      rows.push([
+        "what fork() copies (idle parent)",
+        `page tables ${kb(c.parentTables.pageTablesKb)}, ${c.parentTables.mappings} mappings, ${kb(c.parentTables.anon4kKb)} in 4 KiB anonymous pages`,
+      ]);
     rows.push([
       "parent RSS",
       c.parentRss ? `${kb(c.parentRss.idleKb)} idle, ${kb(c.parentRss.loadedKb)} after the load` : "n/a",

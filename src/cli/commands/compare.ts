@@ -45,9 +45,9 @@ Options
   --forks N            iterations of the fork floor loop (default 1000; 0 skips it)
   --prefork N          also measure realfork serve --prefork N on short connections
   --peers              also run the peers (${PEERS.join(", ")})
-  --packed-heap        also realfork serve --packed-heap in the same rounds (short
-                       connections), a row of the table with its own ratio column
-                       (Linux; an opt-in that weakens the V8 heap's ASLR)
+  --no-packed-heap     also realfork serve --no-packed-heap in the same rounds (short
+                       connections; Linux), a row of the table with its own ratio
+                       column: what serve's default packed heap gains
   --leak-parent        negative control: realfork serve --leak-parent (behaviour must differ)
   --leak-child         negative control: realfork serve --leak-child (behaviour must differ)
   --json               one JSON object instead of the tables
@@ -58,7 +58,7 @@ Examples
   $ realfork compare --rounds 5 --prefork 8
   $ realfork compare --rounds 1 --connections 300 --stream-bytes 16777216 --json
   $ realfork compare --peers
-  $ realfork compare --peers --packed-heap
+  $ realfork compare --peers --no-packed-heap
   $ realfork compare --leak-parent`;
 
 const options = {
@@ -72,7 +72,7 @@ const options = {
   forks: { type: "string" },
   prefork: { type: "string" },
   peers: { type: "boolean" },
-  "packed-heap": { type: "boolean" },
+  "no-packed-heap": { type: "boolean" },
   "leak-parent": { type: "boolean" },
   "leak-child": { type: "boolean" },
   json: { type: "boolean" },
@@ -101,7 +101,7 @@ export async function compareCommand(argv: string[]): Promise<void> {
     forks: int("forks", 1000, 0, 1_000_000),
     prefork: int("prefork", values.peers ? DEFAULT_WORKERS : 0, 1, 4096),
     peers: values.peers ? [...PEERS] : [],
-    packedHeap: values["packed-heap"] ?? false,
+    unpackedHeap: values["no-packed-heap"] ?? false,
     extra: [...(values["leak-parent"] ? ["--leak-parent"] : []), ...(values["leak-child"] ? ["--leak-child"] : [])],
     ...(values.json ? {} : { onProgress: (line: string) => warn(`realfork compare: ${line}`) }),
   });
@@ -163,13 +163,13 @@ function renderPeers(rows: PeerRow[], rounds: number): string[] {
       "realfork/it",
     ],
   ];
-  const packed = rows.some((p) => p.packedRatio !== undefined);
-  if (packed) lines[0]?.push("packed/it");
+  const unpacked = rows.some((p) => p.unpackedRatio !== undefined);
+  if (unpacked) lines[0]?.push("unpacked/it");
   let group = "";
   for (const p of rows) {
     if (p.group !== group) {
       group = p.group;
-      lines.push([`${group}:`, "", "", "", "", "", "", ...(packed ? [""] : [])]);
+      lines.push([`${group}:`, "", "", "", "", "", "", ...(unpacked ? [""] : [])]);
     }
     lines.push([
       `  ${p.label}`,
@@ -179,7 +179,7 @@ function renderPeers(rows: PeerRow[], rounds: number): string[] {
       number(p.cpuMs, "ms"),
       number(p.childUssKb, "kB"),
       p.realforkRatio === null ? "" : `${p.realforkRatio.toFixed(2)}x`,
-      ...(packed ? [p.packedRatio == null ? "" : `${p.packedRatio.toFixed(2)}x`] : []),
+      ...(unpacked ? [p.unpackedRatio == null ? "" : `${p.unpackedRatio.toFixed(2)}x`] : []),
     ]);
   }
   return table(lines);

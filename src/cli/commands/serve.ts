@@ -41,11 +41,14 @@ Options
                        \`realfork step PID\` in another terminal lets it go on
   --leak-parent        negative control: the parent does not close the connected socket
   --leak-child         negative control: the child keeps the listening socket
-  --packed-heap        Linux: restart node with a preload that packs V8's heap pages
-                       together instead of at random addresses: fork() copies
-                       ~3x fewer page tables, 10-15% more connections per second.
-                       WEAKENS ADDRESS RANDOMISATION of the V8 heap; opt-in only
-                       (docs/benchmarks.md). Spawned programs do not inherit it.
+  --no-packed-heap     Linux: leave V8's heap pages at a random address each. By
+                       default serve restarts node with a preload that reserves one
+                       region at a random address and packs V8's pages inside it:
+                       fork() copies ~3x fewer page tables (docs/benchmarks.md).
+                       The heap's base stays random; its pages are no longer
+                       independent of each other. On node 26+ it also puts node's
+                       code on 2 MiB pages. Spawned programs do not inherit it.
+  --packed-heap        the default, insisted on: an error where it cannot be had
   -h, --help           this text
 
 Examples
@@ -55,7 +58,7 @@ Examples
   $ realfork serve 9190 --trace --leak-parent
   $ realfork serve 9190 --step --trace      # and in another terminal: realfork step PID
   $ realfork serve 9190 --prefork 8 --quiet
-  $ realfork serve 9190 --quiet --packed-heap`;
+  $ realfork serve 9190 --quiet --no-packed-heap`;
 
 const options = {
   host: { type: "string" },
@@ -70,6 +73,7 @@ const options = {
   "leak-parent": { type: "boolean" },
   "leak-child": { type: "boolean" },
   "packed-heap": { type: "boolean" },
+  "no-packed-heap": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -94,6 +98,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
         throw new UsageError(`--${name} applies to the fork-per-connection server, not to --prefork`, SERVE_USAGE);
     }
   }
+  if (values["packed-heap"] && values["no-packed-heap"])
+    throw new UsageError("--packed-heap and --no-packed-heap contradict each other", SERVE_USAGE);
   if (values["packed-heap"] && !native.packedHeap())
     throw new UsageError(
       "--packed-heap: the preload is not loaded (it is put in by bin/realfork.js's restart; Linux only)",
@@ -150,8 +156,6 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const stop = stopOnSignal(server, stopFd, stepper);
   try {
     const bound = server.listen();
-    if (values["packed-heap"])
-      warn("realfork serve: --packed-heap: V8's heap pages are packed, not placed at random (weaker ASLR)");
     warn(`realfork serve: listening on ${formatAddress(bound.address, bound.port)} (pid ${process.pid})`);
   } catch (err) {
     stop.remove();
