@@ -170,6 +170,9 @@ void InitIo(Napi::Env env, Napi::Object exports) {
   REALFORK_CONSTANT(c, O_WRONLY);
   REALFORK_CONSTANT(c, O_RDWR);
   REALFORK_CONSTANT(c, O_CLOEXEC);
+#ifdef O_PATH
+  REALFORK_CONSTANT(c, O_PATH);
+#endif
 }
 
 }  // namespace realfork

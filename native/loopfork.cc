@@ -5,7 +5,12 @@
 // before any JavaScript or libuv call runs in the child. It leans on libuv's
 // private loop fields (wq, wq_mutex, child_watcher, active_reqs): written for
 // libuv 1.46 (Node 20), checked by test/event-loop*.test.ts.
+#include <pthread.h>
+#include <unistd.h>
 #include <uv.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 #include <memory>
 
@@ -128,6 +133,56 @@ Napi::Value StartLoopGuard(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// What a registry of handles turned on now could not have seen: handles a
+// stream, process or watcher of Node's holds (stdio only while it reads),
+// Node's timer handle while a timer is due, its idle handle while an
+// immediate waits. Signal handles are left out (the child removes signal
+// listeners, which closes them), and FdWatchers (closed by closeFdWatchers).
+void CountExisting(uv_handle_t* h, void* arg) {
+  auto* n = static_cast<unsigned*>(arg);
+  if (uv_is_closing(h)) return;
+  switch (h->type) {
+    case UV_TCP:
+    case UV_NAMED_PIPE:
+    case UV_TTY: {
+      uv_os_fd_t fd = -1;
+      bool stdio = uv_fileno(h, &fd) == 0 && fd <= 2;
+      if (!stdio || uv_is_active(h)) (*n)++;
+      break;
+    }
+    case UV_UDP:
+    case UV_PROCESS:
+    case UV_FS_EVENT:
+    case UV_FS_POLL:
+      (*n)++;
+      break;
+    case UV_TIMER:
+    case UV_IDLE:
+      if (uv_is_active(h)) (*n)++;
+      break;
+    default:
+      break;
+  }
+}
+
+Napi::Value ExistingHandles(const Napi::CallbackInfo& info) {
+  unsigned n = 0;
+  uv_walk(LoopOf(info.Env()), CountExisting, &n);
+  return Napi::Number::New(info.Env(), n);
+}
+
+// True on the process's main thread. fork() from another thread (a Worker's)
+// makes a child whose only thread is that one: the main thread and its loop
+// are gone there.
+Napi::Value IsMainThread(const Napi::CallbackInfo& info) {
+#ifdef __linux__
+  bool main = syscall(SYS_gettid) == getpid();
+#else
+  bool main = pthread_main_np() != 0;
+#endif
+  return Napi::Boolean::New(info.Env(), main);
+}
+
 }  // namespace
 
 void PrepareLoopInChild(uv_loop_t* loop) {
@@ -152,6 +207,8 @@ uv_loop_t* EventLoop(Napi::Env env) { return LoopOf(env); }
 void InitLoopFork(Napi::Env env, Napi::Object exports) {
   exports.Set("threadpoolWork", Napi::Function::New(env, ThreadpoolRunning, "threadpoolWork"));
   exports.Set("startLoopGuard", Napi::Function::New(env, StartLoopGuard, "startLoopGuard"));
+  exports.Set("existingHandles", Napi::Function::New(env, ExistingHandles, "existingHandles"));
+  exports.Set("isMainThread", Napi::Function::New(env, IsMainThread, "isMainThread"));
 }
 
 }  // namespace realfork

@@ -84,18 +84,38 @@ Napi::Value FromSockaddr(const Napi::CallbackInfo& info, const sockaddr_storage&
   return Napi::Value(env, out);
 }
 
+// Every descriptor made here is close-on-exec, as Node's own are: a program
+// the server spawns must not hold its listener or a client's connection
+// (fork() ignores the flag; setCloseOnExec() clears it on purpose). Linux
+// sets it atomically; elsewhere fcntl follows at once (a concurrent exec in
+// another thread could still see the descriptor in between).
+#ifdef SOCK_CLOEXEC
+constexpr int kCloexecType = SOCK_CLOEXEC;
+void MarkCloexec(int) {}
+#else
+constexpr int kCloexecType = 0;
+void MarkCloexec(int fd) {
+  int flags = fcntl(fd, F_GETFD);
+  if (flags >= 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+}
+#endif
+
 Napi::Value Socket(const Napi::CallbackInfo& info) {
   int domain, type, protocol;
   if (!ArgInt(info, 0, &domain) || !ArgInt(info, 1, &type) || !ArgInt(info, 2, &protocol)) return {};
-  int fd = socket(domain, type, protocol);
-  return fd < 0 ? Errno(info.Env(), errno) : Napi::Number::New(info.Env(), fd);
+  int fd = socket(domain, type | kCloexecType, protocol);
+  if (fd < 0) return Errno(info.Env(), errno);
+  MarkCloexec(fd);
+  return Napi::Number::New(info.Env(), fd);
 }
 
 Napi::Value Socketpair(const Napi::CallbackInfo& info) {
   int domain, type, protocol;
   if (!ArgInt(info, 0, &domain) || !ArgInt(info, 1, &type) || !ArgInt(info, 2, &protocol)) return {};
   int sv[2];
-  if (socketpair(domain, type, protocol, sv) != 0) return Errno(info.Env(), errno);
+  if (socketpair(domain, type | kCloexecType, protocol, sv) != 0) return Errno(info.Env(), errno);
+  MarkCloexec(sv[0]);
+  MarkCloexec(sv[1]);
   Napi::Array out = Napi::Array::New(info.Env(), 2);
   out.Set(0u, sv[0]);
   out.Set(1u, sv[1]);
@@ -144,16 +164,24 @@ Napi::Value Accept(const Napi::CallbackInfo& info) {
   int conn;
   do {
     socklen_t len = sizeof(ss);
+#ifdef SOCK_CLOEXEC
+    conn = accept4(fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+#else
     conn = accept(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+#endif
   } while (conn < 0 && errno == EINTR);
   if (conn < 0) return Errno(info.Env(), errno);
+  MarkCloexec(conn);
 #ifdef __APPLE__
   // BSD accept() copies O_NONBLOCK from the listener; Linux does not. The
   // echo loop wants a blocking socket, as in C, on both.
   int flags = fcntl(conn, F_GETFL);
   if (flags >= 0) fcntl(conn, F_SETFL, flags & ~O_NONBLOCK);
 #endif
-  return FromSockaddr(info, ss, conn);
+  Napi::Value out = FromSockaddr(info, ss, conn);
+  // No object, no owner: the connection would stay open for ever.
+  if (out.IsEmpty()) close(conn);
+  return out;
 }
 
 Napi::Value Connect(const Napi::CallbackInfo& info) {

@@ -1,11 +1,12 @@
 export { type ClientOptions, type ClientResult, runClient } from "./lib/client.js";
 export { closeInherited, openDescriptors } from "./lib/descriptors.js";
 export { InvalidArgTypeError, OutOfRangeError, SyscallError } from "./lib/errors.js";
-export { disableLoopRegistry, isLoopChild, LoopForkError } from "./lib/event-loop-child.js";
+export { disableLoopRegistry, enableLoopRegistry, isLoopChild, LoopForkError } from "./lib/event-loop-child.js";
 export {
   _exit,
   CHILD_ESCAPED_STATUS,
   type ForkOptions,
+  ForkRefusedError,
   ForkSafetyError,
   fork,
   isForkedChild,

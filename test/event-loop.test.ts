@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { event, runFixture } from "./helpers/fixtures.js";
 import { useLeftoverCheck } from "./helpers/processes.js";
@@ -96,6 +99,98 @@ describe("what a child with its own loop keeps, and what fork({ eventLoop }) ref
       registryOff:
         "ERR_REALFORK_LOOP_FORK: fork({ eventLoop: true }) refused: disableLoopRegistry() was called in this process: its timers and handles are not known",
     });
+  });
+});
+
+describe("descriptors the loop child does not keep", () => {
+  it("are never reused under a parent's object: its FileHandle fails with EBADF instead of writing into the child's new file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "realfork-reuse-"));
+    try {
+      const run = await runFixture("loop-reuse.mjs", [dir], ST, 30_000);
+      expect(run.code, run.stderr).toBe(0);
+      const child = event(run, "child");
+      expect(child.write).toBe("EBADF");
+      expect(child.fd).not.toBe(child.logFd);
+      expect(event(run, "parent")).toMatchObject({
+        status: { state: "exited", code: 0 },
+        parentLog: "parent log line\n",
+        childFile: "child's own line\n",
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the run-time guard on libuv's and Node's private state", () => {
+  const built = { uv: "1.52.1", node: "26.12.1" };
+
+  it("accepts the runtime the addon was compiled for, within the tested lines", async () => {
+    const { builtVersions, runtimeMismatch } = await import("../src/lib/event-loop-child.js");
+    expect(runtimeMismatch(built, { ...built, uv: "1.52.4" })).toBeNull();
+    const running = { uv: process.versions.uv, node: process.versions.node };
+    expect(builtVersions()).toEqual(running);
+    expect(runtimeMismatch(builtVersions(), running)).toBeNull();
+  });
+
+  it("names the mismatch: another libuv, an untested line", async () => {
+    const { runtimeMismatch } = await import("../src/lib/event-loop-child.js");
+    expect(runtimeMismatch({ uv: "1.51.0", node: "22.23.5" }, built)).toBe(
+      "the addon was compiled against libuv 1.51.0 (Node 22.23.5) and runs with libuv 1.52.1 (Node 26.12.1); its loop code reads libuv's private fields: rebuild it under this Node (npm rebuild realfork)",
+    );
+    const next = { uv: "1.53.0", node: "28.0.0" };
+    expect(runtimeMismatch(next, next)).toMatch(/^Node 28\.0\.0 with libuv 1\.53\.0 is not a runtime it was tested on/);
+    for (const node of ["25.1.0", "20.20.2"]) {
+      expect(runtimeMismatch({ ...built, node }, { ...built, node })).toMatch(/not a runtime it was tested on/);
+    }
+  });
+
+  it("refuses fork({ eventLoop }) on a mismatch, with LoopForkError; plain fork still works", async () => {
+    const run = await runFixture("loop-guard.mjs", [], ST);
+    expect(run.code, run.stderr).toBe(0);
+    expect(event(run, "guard")).toEqual({
+      event: "guard",
+      eventLoop: expect.stringMatching(
+        /^ERR_REALFORK_LOOP_FORK: fork\(\{ eventLoop: true \}\) refused: the addon was compiled against libuv \d+\.\d+\.\d+ \(Node [\d.]+\) and runs with libuv 1\.99\.0/,
+      ),
+      plain: "forked, exited",
+    });
+  });
+});
+
+describe("keep-alive pools the loop child inherits", () => {
+  it("start empty in the child: its first request through http's global agent and fetch works", async () => {
+    const run = await runFixture("loop-pools.mjs", [], ST, 30_000);
+    expect(run.code, run.stderr).toBe(0);
+    expect(event(run, "parent")).toMatchObject({
+      parent: { http: expect.stringMatching(/^\/parent from/), fetch: expect.stringMatching(/^\/parent from/) },
+      pooled: 1,
+      status: { state: "exited", code: 0 },
+    });
+    expect(event(run, "child")).toEqual({ event: "child", pooled: 0, http: "/child", fetch: "/child" });
+  });
+});
+
+describe("the loop registry: nothing paid until used", () => {
+  it("is off after import: promise hooks off, process.emit and process.exit Node's own; on at enableLoopRegistry()", async () => {
+    const run = await runFixture("loop-lazy.mjs", ["import"], ST, 60_000);
+    expect(run.code, run.stderr).toBe(0);
+    const lazy = event(run, "lazy");
+    // Code after an await runs in no async context (0) unless promise hooks are on.
+    expect(lazy).toMatchObject({ idle: { asyncId: 0 }, patched: { emit: false, exit: false } });
+    expect((lazy.on as { asyncId: number }).asyncId).toBeGreaterThan(0);
+  });
+
+  it("finds at the first fork({ eventLoop }) the timers, immediates and unref'd servers made before it", async () => {
+    const run = await runFixture("loop-lazy.mjs", ["before"], ST, 30_000);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.events.filter((e) => e.event === "stolen")).toEqual([]);
+    const parent = event(run, "parent");
+    // Every connection answered by the parent: the child closed its copy of the server.
+    expect(parent.answers).toEqual(Array(10).fill("parent"));
+    // Ended at its own 300 ms timer, not the parent's 3 s one.
+    expect(parent.status).toMatchObject({ pid: event(run, "child").pid, state: "exited", code: 0 });
+    expect(parent.waitedMs as number).toBeLessThan(2_500);
   });
 });
 

@@ -82,6 +82,22 @@ describe("fork", () => {
   });
 });
 
+describe("what a plain fork() refuses", () => {
+  it("refuses inside a Worker, while a Worker lives and while threadpool work runs, with clear errors; forks once they are gone", async () => {
+    const run = await runFixture("fork-refusals.mjs", [], ST, 30_000);
+    expect(run.code, run.stderr).toBe(0);
+    const refused = "ForkRefusedError ERR_REALFORK_FORK_REFUSED: fork() refused:";
+    expect(event(run, "refusals")).toEqual({
+      event: "refusals",
+      insideWorker: `${refused} called from a worker thread; fork from the main thread`,
+      workerAlive: `${refused} 1 Worker thread(s) alive; terminate them first`,
+      workerGone: "forked, exited 0",
+      threadpool: `${refused} 1 threadpool request(s) (fs, dns, crypto, zlib) queued or running; a pool thread may hold a lock the child would wait on for ever: fork once they are done`,
+      threadpoolDone: "forked, exited 0",
+    });
+  });
+});
+
 describe("reference counts, as the kernel reports them", () => {
   it("keeps a socket shared by parent and child open until the last descriptor closes", async () => {
     const run = await runFixture("refcount.mjs", [], ST);

@@ -80,31 +80,29 @@ void WalkAndMark() {
   DoFork(run_start, run_end);
 }
 
-// The spans between the special mappings, from the lowest mapping to the
-// highest ordinary one; found once.
+// The spans between the special mappings, from address 0 to the top of the
+// address space; found once. Not from the lowest to the highest mapping seen
+// at the first fork: a page placed later below or above those (V8 picks its
+// heap addresses at random) would stay MADV_DONTFORK, and a child touching
+// it would die with SIGSEGV. The holes cost nothing: madvise() walks only
+// the mappings that are there.
 std::vector<Range> spans;
 bool spans_ready = false, spans_usable = false;
 
 void FindSpans() {
   spans_ready = true;
   std::vector<Range> special;
-  uintptr_t low = UINTPTR_MAX, high = 0;
   bool ok = ForEachMapping([&](uintptr_t start, uintptr_t end, const char* rest) {
-    if (IsSpecial(rest)) {
-      special.push_back({start, end});
-      return;
-    }
-    if (start < low) low = start;
-    if (end > high) high = end;
+    if (IsSpecial(rest)) special.push_back({start, end});
   });
-  if (!ok || low >= high) return;
-  uintptr_t from = low;
+  if (!ok) return;
+  const uintptr_t top = ~static_cast<uintptr_t>(0) - static_cast<uintptr_t>(sysconf(_SC_PAGESIZE)) + 1;
+  uintptr_t from = 0;
   for (const Range& s : special) {
-    if (s.end <= from || s.start >= high) continue;
     if (s.start > from) spans.push_back({from, s.start});
-    from = s.end;
+    if (s.end > from) from = s.end;
   }
-  if (high > from) spans.push_back({from, high});
+  if (top > from) spans.push_back({from, top});
   spans_usable = true;
 }
 

@@ -9,6 +9,8 @@ import {
   enterLoopChild,
   exitLoopChild,
   isLoopChild,
+  LoopForkError,
+  liveWorkers,
   uncaughtInLoopChild,
 } from "./event-loop-child.js";
 import { native } from "./native.js";
@@ -47,6 +49,43 @@ export class ForkSafetyError extends Error {
   }
 }
 
+/** Why fork() would make a child that can hang or misbehave, here and now. */
+export class ForkRefusedError extends Error {
+  readonly code = "ERR_REALFORK_FORK_REFUSED";
+  constructor(why: string) {
+    super(`fork() refused: ${why}`);
+    this.name = "ForkRefusedError";
+  }
+}
+
+/**
+ * What any fork() refuses. The child has only the calling thread, and every
+ * lock another thread held at that instant stays held in it for ever:
+ * - from a Worker's thread, the child would have no main thread and no
+ *   main loop (it ran, on that thread alone);
+ * - while Worker threads live, one may hold a lock of the runtime's (V8's
+ *   platform task queue, a process-wide mutex of Node's) that the child's
+ *   next task post or GC takes;
+ * - while threadpool work (fs, dns, crypto, zlib) is queued or running, a
+ *   pool thread may hold a lock (OpenSSL's, the resolver's) that the child's
+ *   own crypto or DNS call waits on (seen: a child forked during pbkdf2 hung
+ *   in randomFill), and a batch of finished work being delivered would go on
+ *   in a loop child. Finished work not yet collected is fine.
+ * What is safe: fork from the main thread, with no Worker alive and no
+ * threadpool request in flight; the child then may use anything synchronous.
+ */
+function checkForkSafe(refuse: (why: string) => Error): void {
+  if (!native.isMainThread()) throw refuse("called from a worker thread; fork from the main thread");
+  const workers = liveWorkers();
+  if (workers > 0) throw refuse(`${workers} Worker thread(s) alive; terminate them first`);
+  const { running } = native.threadpoolWork();
+  if (running > 0) {
+    throw refuse(
+      `${running} threadpool request(s) (fs, dns, crypto, zlib) queued or running; a pool thread may hold a lock the child would wait on for ever: fork once they are done`,
+    );
+  }
+}
+
 /** True in a process made by this module's fork(). */
 export function isForkedChild(): boolean {
   return native.getpid() !== originalPid;
@@ -81,6 +120,7 @@ export function fork(options: ForkOptions = {}): number {
     // A plain child closes what it does not use itself (closeInherited).
     throw Object.assign(new TypeError("fork({ keep }) goes with eventLoop: true"), { code: "ERR_INVALID_ARG_VALUE" });
   }
+  checkForkSafe((why) => (eventLoop ? new LoopForkError(why) : new ForkRefusedError(why)));
   if (eventLoop) checkLoopForkSafe();
   if (!hooksInstalled) installHooks();
   const result = native.fork(eventLoop);

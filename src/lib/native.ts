@@ -56,6 +56,10 @@ export interface NativeBinding {
   fork(eventLoop?: boolean): number;
   /** Threadpool requests queued or running, and finished ones not yet collected. */
   threadpoolWork(): { running: number; finished: number };
+  /** Handles of Node's alive now (sockets, servers, processes, watchers, reading stdio, a due timer, a waiting immediate). */
+  existingHandles(): number;
+  /** True on the process's main thread (not a Worker's). */
+  isMainThread(): boolean;
   /** A ref'd prepare handle: onIdle when nothing else is alive, then onDrained if still nothing. */
   startLoopGuard(onIdle: () => void, onDrained: () => void): void;
   /** Closes every FdWatcher of this process, with no callback. */
@@ -124,7 +128,10 @@ export interface NativeBinding {
     | "WNOHANG"
     | "WUNTRACED",
     number
-  >;
+  > & {
+    /** Linux: a descriptor that names a file and allows no I/O. */
+    O_PATH?: number;
+  };
 }
 
 const require = createRequire(import.meta.url);

@@ -152,6 +152,17 @@ export function poll(requests: readonly PollRequest[], timeoutMs: number): numbe
   return check(native.poll(fds, events, v.integer("timeoutMs", timeoutMs, -1, 2 ** 31 - 1)), "poll");
 }
 
+/**
+ * fcntl(F_SETFD, FD_CLOEXEC): whether a program this process executes (a
+ * spawn) inherits the descriptor. socket(), socketpair() and accept() make
+ * theirs close-on-exec; clear it on purpose to hand one to a program. fork()
+ * ignores it. Returns the previous setting.
+ */
+export function setCloseOnExec(fd: number, on: boolean): boolean {
+  if (typeof on !== "boolean") throw new InvalidArgTypeError("on", "of type boolean", on);
+  return check(native.cloexec(v.fd(fd), on), "fcntl") === 1;
+}
+
 /** fcntl(F_GETFL) */
 export function getFileStatusFlags(fd: number): number {
   return check(native.getfl(v.fd(fd)), "fcntl");
