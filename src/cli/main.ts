@@ -1,7 +1,6 @@
 import { pathToFileURL } from "node:url";
 import { fs } from "../lib/builtins.js";
 import { SyscallError } from "../lib/errors.js";
-import { disableLoopRegistry } from "../lib/event-loop-child.js";
 import { warn } from "../lib/output.js";
 import { UsageError } from "./commands/usage.js";
 import { ensureCliFlags } from "./node-flags.js";
@@ -58,9 +57,6 @@ const commands: Record<string, () => Promise<Command>> = {
  * once stopped (src/cli/commands/serve.ts says why).
  */
 export async function main(argv: string[]): Promise<void> {
-  // No command forks with eventLoop: spare every realfork process the
-  // registry's promise hooks.
-  disableLoopRegistry();
   let [name, ...rest] = argv;
   if (name === "--version") {
     process.stdout.write(`realfork ${version()}\n`);
