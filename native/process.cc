@@ -125,6 +125,8 @@ void InitProcess(Napi::Env env, Napi::Object exports) {
   Napi::Object c = exports.Get("constants").As<Napi::Object>();
   REALFORK_CONSTANT(c, WNOHANG);
   REALFORK_CONSTANT(c, WUNTRACED);
+  // fork() gives -EBUSY when V8's workers did not all park within this.
+  exports.Set("parkTimeoutMs", kParkTimeoutMs);
 }
 
 }  // namespace realfork

@@ -34,9 +34,6 @@ const originalPid = native.getpid();
  */
 export const v8SingleThreaded = process.execArgv.some((a) => /^--single[-_]threaded$/.test(a));
 
-/** How long the native fork() waits for V8's worker threads to finish what they run (native/process.cc). */
-const PARK_TIMEOUT_S = 2;
-
 export class ForkSafetyError extends Error {
   readonly code = "ERR_REALFORK_V8_THREADS";
   constructor(
@@ -58,6 +55,9 @@ export class ForkRefusedError extends Error {
   }
 }
 
+/** This module is loaded once per thread, so the thread it runs on is known at load. */
+const onMainThread = native.isMainThread();
+
 /**
  * What any fork() refuses. The child has only the calling thread, and every
  * lock another thread held at that instant stays held in it for ever:
@@ -75,7 +75,7 @@ export class ForkRefusedError extends Error {
  * threadpool request in flight; the child then may use anything synchronous.
  */
 function checkForkSafe(refuse: (why: string) => Error): void {
-  if (!native.isMainThread()) throw refuse("called from a worker thread; fork from the main thread");
+  if (!onMainThread) throw refuse("called from a worker thread; fork from the main thread");
   const workers = liveWorkers();
   if (workers > 0) throw refuse(`${workers} Worker thread(s) alive; terminate them first`);
   const { running } = native.threadpoolWork();
@@ -126,7 +126,7 @@ export function fork(options: ForkOptions = {}): number {
   const result = native.fork(eventLoop);
   if (result === -constants.errno.EBUSY)
     throw new ForkSafetyError(
-      `fork() refused: V8's worker threads were still running its work after ${PARK_TIMEOUT_S} s, ` +
+      `fork() refused: V8's worker threads were still running its work after ${native.parkTimeoutMs / 1000} s, ` +
         "and a child forked in the middle of it could hang in its first garbage collection; try again",
     );
   const pid = check(result, "fork");

@@ -52,8 +52,10 @@ export interface NativeBinding {
   poll(fds: number[], events: number[], timeout: number): number[] | number;
   getfl(fd: number): number;
   setfl(fd: number, flags: number): number;
-  /** With eventLoop true, the child's libuv loop is made its own (native/loopfork.cc). */
+  /** With eventLoop true, the child's libuv loop is made its own (native/loopfork.cc); -EBUSY when V8's workers did not park within parkTimeoutMs. */
   fork(eventLoop?: boolean): number;
+  /** How long fork() waits for V8's worker threads to finish what they run (native/process.cc). */
+  parkTimeoutMs: number;
   /** Threadpool requests queued or running, and finished ones not yet collected. */
   threadpoolWork(): { running: number; finished: number };
   /** Handles of Node's alive now (sockets, servers, processes, watchers, reading stdio, a due timer, a waiting immediate). */
