@@ -186,14 +186,17 @@ async function checkStarted(
   timeoutMs: number,
   run: (pid: number, unixPath?: string) => Promise<CheckReport>,
 ): Promise<CheckReport | { failure: string; started: StartedReport }> {
-  const server = new StartedServer(command);
-  const shown = command.join(" ");
-  // Stopped by a signal, check ends what it started first, then ends the same way.
+  // Stopped by a signal, check ends what it started first, then ends the same
+  // way. The handlers are in place before the command starts: a signal sent
+  // once the command runs must not find check with the default action, which
+  // would end check and leave the command (in its own group) running.
   const onSignal = (signal: NodeJS.Signals) => {
     void server.stop(Math.min(timeoutMs, 2000)).then(() => process.kill(process.pid, signal));
   };
   const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
   for (const s of signals) process.once(s, onSignal);
+  const server = new StartedServer(command);
+  const shown = command.join(" ");
   let report: CheckReport | null = null;
   let failure = "";
   let started: StartedReport;
