@@ -66,6 +66,7 @@ int PlatformWorkers() {
 }
 
 bool ParkPlatformWorkers(int timeout_ms) {
+  if (current) return true;  // still held since a recent fork
   int workers = PlatformWorkers();
   if (workers <= 0) return true;
   current = std::make_shared<Park>();
@@ -87,5 +88,10 @@ void ReleasePlatformWorkers() {
   current->changed.notify_all();
   current.reset();
 }
+
+// The child has none of the parked threads: its copy of the park must never
+// be notified (glibc would wait for the phantom waiters) nor destroyed (the
+// phantom tasks still count as owners, so dropping ours does not).
+void ForgetParkInChild() { current.reset(); }
 
 }  // namespace realfork

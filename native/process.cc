@@ -17,10 +17,13 @@ namespace {
 // How long fork() waits for V8's worker threads to finish what they run.
 constexpr int kParkTimeoutMs = 2000;
 
-// fork(eventLoop): with eventLoop true, the child's libuv loop is made its
-// own before anything else runs in it (native/loopfork.cc).
+// fork(eventLoop, holdPark): with eventLoop true, the child's libuv loop is
+// made its own before anything else runs in it (native/loopfork.cc). With
+// holdPark true, V8's workers stay parked after fork() in the parent, for the
+// forks that follow, until releasePlatformWorkers().
 Napi::Value Fork(const Napi::CallbackInfo& info) {
   bool own_loop = info.Length() > 0 && info[0].ToBoolean();
+  bool hold_park = info.Length() > 1 && info[1].ToBoolean();
   uv_loop_t* loop = own_loop ? EventLoop(info.Env()) : nullptr;
   if (!ParkPlatformWorkers(kParkTimeoutMs)) {
     ReleasePlatformWorkers();
@@ -36,8 +39,9 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   pid_t pid = fork();
   int err = errno;
   if (pid == 0) ResetSignalHandlersInChild();
+  if (pid == 0) ForgetParkInChild();
   if (pid == 0 && loop != nullptr) PrepareLoopInChild(loop);
-  if (pid != 0) ReleasePlatformWorkers();
+  if (pid < 0 || (pid > 0 && !hold_park)) ReleasePlatformWorkers();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return pid < 0 ? Errno(info.Env(), err) : Napi::Number::New(info.Env(), pid);
 }
@@ -95,6 +99,11 @@ Napi::Value ParentDeathSignal(const Napi::CallbackInfo& info) {
 #endif
 }
 
+Napi::Value ReleaseWorkers(const Napi::CallbackInfo& info) {
+  ReleasePlatformWorkers();
+  return info.Env().Undefined();
+}
+
 Napi::Value Getpid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getpid()); }
 Napi::Value Getppid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), getppid()); }
 
@@ -118,6 +127,7 @@ void InitProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("waitpid", Napi::Function::New(env, Waitpid, "waitpid"));
   exports.Set("_exit", Napi::Function::New(env, Exit, "_exit"));
   exports.Set("parentDeathSignal", Napi::Function::New(env, ParentDeathSignal, "parentDeathSignal"));
+  exports.Set("releasePlatformWorkers", Napi::Function::New(env, ReleaseWorkers, "releasePlatformWorkers"));
   exports.Set("getpid", Napi::Function::New(env, Getpid, "getpid"));
   exports.Set("getppid", Napi::Function::New(env, Getppid, "getppid"));
   exports.Set("kill", Napi::Function::New(env, Kill, "kill"));

@@ -37,5 +37,6 @@ uv_loop_t* EventLoop(Napi::Env env);
 // did not all arrive within timeout_ms (then release them and fail).
 bool ParkPlatformWorkers(int timeout_ms);
 void ReleasePlatformWorkers();
+void ForgetParkInChild();
 
 }  // namespace realfork

@@ -54,6 +54,29 @@ describe("fork", () => {
     expect(event(run, "children")).toMatchObject({ exited0: 20 });
   });
 
+  // fork() leaves V8's workers parked for a few milliseconds after, for the
+  // forks that follow; Node's exit waits for them, so every way out lets
+  // them go first (without that, each of these hung until killed).
+  const ends: Array<[string, number, RegExp | null]> = [
+    ["return", 0, null],
+    ["exit", 3, null],
+    ["exitCode", 4, null],
+    ["throw", 1, /Error: thrown right after fork/],
+    ["reject", 1, /Error: rejected right after fork/],
+    ["signal", 5, null],
+  ];
+  for (const pool of [[], ["--v8-pool-size=1"]]) {
+    it.each(ends)(
+      `ends at once right after a fork: %s, exit %i (${pool.length ? "one V8 worker" : "V8's default pool"})`,
+      async (mode, code, stderr) => {
+        const run = await runFixture("fork-then-exit.mjs", [mode], [...ST, ...pool], 15_000);
+        expect({ code: run.code, signal: run.signal }).toEqual({ code, signal: null });
+        if (stderr) expect(run.stderr).toMatch(stderr);
+        else expect(run.stderr).toBe("");
+      },
+    );
+  }
+
   it.runIf(process.platform === "linux")(
     "trimBeforeForking gives the malloc heap's free pages back to the kernel",
     async () => {

@@ -123,7 +123,10 @@ export function fork(options: ForkOptions = {}): number {
   checkForkSafe((why) => (eventLoop ? new LoopForkError(why) : new ForkRefusedError(why)));
   if (eventLoop) checkLoopForkSafe();
   if (!hooksInstalled) installHooks();
-  const result = native.fork(eventLoop);
+  // A hold that has lasted its time ends before this fork, also in a loop of
+  // forks that never gives the timer its turn.
+  if (parkRelease !== null && performance.now() - parkHeldSince > PARK_HOLD_MS) releasePark();
+  const result = native.fork(eventLoop, true);
   if (result === -constants.errno.EBUSY)
     throw new ForkSafetyError(
       `fork() refused: V8's worker threads were still running its work after ${native.parkTimeoutMs / 1000} s, ` +
@@ -131,7 +134,35 @@ export function fork(options: ForkOptions = {}): number {
     );
   const pid = check(result, "fork");
   if (pid === 0) eventLoop ? enterLoopChild(keep) : enterChild();
+  else if (parkRelease === null) {
+    parkHeldSince = performance.now();
+    parkRelease = setTimeout(releasePark, PARK_HOLD_MS);
+  }
   return pid;
+}
+
+/**
+ * fork() parks V8's worker threads (native/platform_park.cc) and keeps them
+ * parked for the forks of the next few milliseconds. Let go after each fork,
+ * a worker ran at once, in the parent, on the pages fork() had just made
+ * copy-on-write: ~10 page faults, each a TLB shootdown to the CPU the main
+ * thread runs on (~20% of a forking server's CPU, perf, Node 26). Held, a
+ * burst of forks pays that once. Held for long, V8's background work (a
+ * concurrent compile, sweeping) would wait, so the hold ends PARK_HOLD_MS
+ * after it began: by a timer, or at the next fork when the timer could not
+ * run. The timer keeps the event loop alive: at its end Node waits for the
+ * platform's tasks, which a parked thread never finishes. process.exit() and
+ * a fatal exception (both emit 'exit') release the threads first for the
+ * same reason.
+ */
+const PARK_HOLD_MS = 10;
+let parkRelease: NodeJS.Timeout | null = null;
+let parkHeldSince = 0;
+
+function releasePark(): void {
+  if (parkRelease) clearTimeout(parkRelease);
+  parkRelease = null;
+  native.releasePlatformWorkers();
 }
 
 /** _exit(2): ends the process now, with no exit handlers and no flushing. */
@@ -186,6 +217,7 @@ function installHooks(): void {
   // listener of the parent's can run (and before Node's exit path).
   const emit = process.emit;
   process.emit = function (this: NodeJS.Process, event: string | symbol, ...args: unknown[]): boolean {
+    if (event === "exit" && !isForkedChild()) releasePark();
     if (event === "uncaughtException" && isLoopChild()) {
       return uncaughtInLoopChild(() => (emit as (...a: unknown[]) => boolean).call(this, event, ...args), args[0]);
     }
