@@ -16,7 +16,12 @@ import { ensureNodeFlags, packedHeapAvailable, ReexecError } from "../lib/reexec
  * of 4 KiB pages near the code; no Maglev (V8's mid tier, on by default
  * since node 22): once it has compiled the parent's accept loop, each child
  * writes ~115 more pages of the malloc heap (page faults per child 233 ->
- * 116 on node 26 after 1000 connections; TurboFan stays).
+ * 116 on node 26 after 1000 connections); no TurboFan either: a function the
+ * parent had marked for optimization but not called since was compiled
+ * again by every child that called it, and thrown away at its exit (20% of
+ * a child's CPU in perf on node 26; children 1.36-1.45 -> 0.79-0.82 ms of
+ * CPU per connection, 870-942 -> 1230-1294 conn/s). What the processes run
+ * per connection is native calls; Sparkplug's code serves them as well.
  */
 export const NODE_FLAGS: readonly string[] = [
   "--single-threaded",
@@ -26,6 +31,7 @@ export const NODE_FLAGS: readonly string[] = [
   "--no-flush-bytecode",
   "--use-largepages=silent",
   "--no-maglev",
+  "--no-opt",
 ];
 
 /**
