@@ -27,6 +27,14 @@ describe("wrong usage: one line, exit 2", () => {
     [["check"], "realfork check: missing <pid>"],
     [["compare", "--rounds", "0"], "realfork compare: --rounds must be a whole number from 1 to 100, not '0'"],
     [
+      ["compare", "--prefork", "2", "--prefork-connections", "0"],
+      "realfork compare: --prefork-connections must be a whole number from 1 to 10000000, not '0'",
+    ],
+    [
+      ["compare", "--prefork-connections", "5000"],
+      "realfork compare: --prefork-connections is for the prefork servers, and neither --prefork nor --peers is given",
+    ],
+    [
       ["fds", "1", "--interval", "100ms"],
       "realfork fds: --interval is how often --watch looks, and --watch is not given",
     ],

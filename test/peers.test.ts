@@ -166,6 +166,8 @@ describe("compare --peers", () => {
     const ts = rows.find((p) => p.server === "ts");
     const tsPrefork = rows.find((p) => p.server === "ts --prefork");
     for (const p of rows) {
+      // Prefork servers serve ~20x faster: ten times the connections a round by default.
+      expect(p.connections).toBe(p.group === "prefork" ? 1500 : 150);
       expect(p.connsPerSec).toHaveLength(1);
       expect(p.median).toBeGreaterThan(0);
       // One round: realfork's ratio is that round's realfork figure over this one's, in its group.
@@ -185,6 +187,8 @@ describe("compare --peers", () => {
       expect(r.stderr).toContain(
         `realfork compare: skipped ${peer}: /nonexistent/perl not found (set REALFORK_PERL to another one, or install Perl (Debian: apt-get install perl))`,
       );
+    expect(r.stdout).toMatch(/^fork per connection, 150 a round:$/m);
+    expect(r.stdout).toMatch(/^prefork, 1500 a round:$/m);
     expect(r.stdout).toMatch(/^ {2}C echo_preforkserv, 4 workers +\d+/m);
     expect(r.stdout).not.toContain("Python socketserver");
     expect(r.stdout).toMatch(/^skipped perl-fork: /m);

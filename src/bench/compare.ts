@@ -232,6 +232,8 @@ export interface CompareOptions {
   streamBytes: number;
   streamBuffer: number;
   prefork: number;
+  /** Short connections per round for the prefork servers (they serve ~20x faster; a round of --connections would last ~100 ms). */
+  preforkConnections: number;
   forks: number;
   /** Extra realfork serve arguments (negative controls). */
   extra: string[];
@@ -262,6 +264,8 @@ export interface PeerRow {
   server: string;
   label: string;
   group: "fork per connection" | "prefork";
+  /** Short connections each round measured. */
+  connections: number;
   /** Connections per second, one per round. */
   connsPerSec: number[];
   median: number;
@@ -288,7 +292,9 @@ export interface CompareResult {
 type ShortRound = ShortMeasurement;
 
 const shortRound = (spec: ServerSpec, o: CompareOptions): Promise<ShortRound> =>
-  withServer(spec, (server) => measureShort(server, o.connections, o.concurrency, o.size));
+  withServer(spec, (server) =>
+    measureShort(server, spec.prefork ? o.preforkConnections : o.connections, o.concurrency, o.size),
+  );
 
 const streamRound = (spec: ServerSpec, o: CompareOptions): Promise<StreamResult> =>
   withServer(spec, (server) => runStream(server, o.streamBytes, o.streamBuffer));
@@ -378,35 +384,28 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
   const peerShort = new Map<PeerKind, ShortRound[]>(peers.map((p) => [p, []]));
   for (let round = 1; round <= o.rounds; round++) {
     const tag = `round ${round}/${o.rounds}`;
-    const cShort = await shortRound(cSpec, o);
-    checkShort("C", cShort.short);
-    c.short.push(cShort);
-    say(`${tag}: C short ${cShort.short.connsPerSec.toFixed(0)} conn/s`);
-    const tsShort = await shortRound(tsSpec, o);
-    checkShort("realfork serve", tsShort.short);
-    ts.short.push(tsShort);
-    say(`${tag}: TS short ${tsShort.short.connsPerSec.toFixed(0)} conn/s`);
-    if (o.unpackedHeap) {
-      const unpacked = await shortRound(unpackedSpec, o);
-      checkShort(serverLabel(unpackedSpec), unpacked.short);
-      ts.unpacked.push(unpacked);
-      say(`${tag}: TS --no-packed-heap short ${unpacked.short.connsPerSec.toFixed(0)} conn/s`);
-    }
-    const peerRounds = async (prefork: boolean) => {
-      for (const peer of peers.filter((p) => isPreforkPeer(p) === prefork)) {
-        const r = await shortRound(peerSpec(peer), o);
-        checkShort(serverLabel(peerSpec(peer)), r.short);
-        peerShort.get(peer)?.push(r);
-        say(`${tag}: ${peer} short ${r.short.connsPerSec.toFixed(0)} conn/s`);
-      }
+    const short = (spec: ServerSpec, who: string, rounds: ShortRound[] | undefined) => async () => {
+      const r = await shortRound(spec, o);
+      checkShort(serverLabel(spec), r.short);
+      rounds?.push(r);
+      say(`${tag}: ${who} short ${r.short.connsPerSec.toFixed(0)} conn/s`);
     };
-    await peerRounds(false);
-    if (o.prefork > 0) {
-      const pre = await shortRound({ kind: "ts", bufferSize: o.bufferSize, prefork: o.prefork }, o);
-      checkShort("realfork serve --prefork", pre.short);
-      ts.prefork.push(pre);
-      say(`${tag}: TS --prefork ${o.prefork} short ${pre.short.connsPerSec.toFixed(0)} conn/s`);
-      await peerRounds(true);
+    const peerSteps = (prefork: boolean) =>
+      peers.filter((p) => isPreforkPeer(p) === prefork).map((peer) => short(peerSpec(peer), peer, peerShort.get(peer)));
+    const forkGroup = [
+      short(cSpec, "C", c.short),
+      short(tsSpec, "TS", ts.short),
+      ...(o.unpackedHeap ? [short(unpackedSpec, "TS --no-packed-heap", ts.unpacked)] : []),
+      ...peerSteps(false),
+    ];
+    const preforkSpec: ServerSpec = { kind: "ts", bufferSize: o.bufferSize, prefork: o.prefork };
+    const preforkGroup =
+      o.prefork > 0 ? [short(preforkSpec, `TS --prefork ${o.prefork}`, ts.prefork), ...peerSteps(true)] : [];
+    // Every other round runs each group in reverse: a server that always ran
+    // right after another (whose children were still exiting, whose
+    // connections were still in TIME_WAIT) would carry that in every round.
+    for (const group of [forkGroup, preforkGroup]) {
+      for (const step of round % 2 === 1 ? group : [...group].reverse()) await step();
     }
     const cStream = await streamRound({ kind: "c", bufferSize: o.streamBuffer }, o);
     checkStream("C", cStream);
@@ -479,6 +478,7 @@ export async function runCompare(o: CompareOptions): Promise<CompareResult> {
       server,
       label,
       group,
+      connections: group === "prefork" ? o.preforkConnections : o.connections,
       connsPerSec: conns,
       median: median(conns),
       latencyP50Us: median(rounds.map((r) => r.short.latencyUs.p50)),

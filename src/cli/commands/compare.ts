@@ -4,7 +4,7 @@ import { DEFAULT_WORKERS, PEERS } from "../../bench/peers.js";
 import { table } from "../../inspect/fdview.js";
 import { warn } from "../../lib/output.js";
 import { machineLine } from "./bench.js";
-import { intOption, parse, positionals } from "./usage.js";
+import { intOption, parse, positionals, UsageError } from "./usage.js";
 
 export const COMPARE_USAGE = `Usage: realfork compare [options]
 
@@ -44,6 +44,10 @@ Options
   --stream-buffer N    stream: both servers' buffer and the write size (default 65536)
   --forks N            iterations of the fork floor loop (default 1000; 0 skips it)
   --prefork N          also measure realfork serve --prefork N on short connections
+  --prefork-connections N
+                       short: connections per round of the prefork servers (default
+                       10 x --connections: they serve ~20 times faster, and a round of
+                       2000 would last ~100 ms, which one scheduler hiccup moves by 10%)
   --peers              also run the peers (${PEERS.join(", ")})
   --no-packed-heap     also realfork serve --no-packed-heap in the same rounds (short
                        connections; Linux), a row of the table with its own ratio
@@ -71,6 +75,7 @@ const options = {
   "stream-buffer": { type: "string" },
   forks: { type: "string" },
   prefork: { type: "string" },
+  "prefork-connections": { type: "string" },
   peers: { type: "boolean" },
   "no-packed-heap": { type: "boolean" },
   "leak-parent": { type: "boolean" },
@@ -90,16 +95,24 @@ export async function compareCommand(argv: string[]): Promise<void> {
   positionals(pos, [], COMPARE_USAGE);
   const int = (name: keyof typeof values, fallback: number, min: number, max: number) =>
     intOption(`--${name}`, values[name] as string | undefined, fallback, min, max, COMPARE_USAGE);
+  const connections = int("connections", 2000, 1, 10_000_000);
+  const prefork = int("prefork", values.peers ? DEFAULT_WORKERS : 0, 1, 4096);
+  if (values["prefork-connections"] !== undefined && prefork === 0)
+    throw new UsageError(
+      "--prefork-connections is for the prefork servers, and neither --prefork nor --peers is given",
+      COMPARE_USAGE,
+    );
   const result = await runCompare({
     rounds: int("rounds", 7, 1, 100),
-    connections: int("connections", 2000, 1, 10_000_000),
+    connections,
     concurrency: int("concurrency", 16, 1, 4096),
     size: int("size", 30, 1, 64 << 20),
     bufferSize: int("buffer-size", 30, 1, 16 << 20),
     streamBytes: int("stream-bytes", 1 << 30, 1, 2 ** 40),
     streamBuffer: int("stream-buffer", 65536, 1, 16 << 20),
     forks: int("forks", 1000, 0, 1_000_000),
-    prefork: int("prefork", values.peers ? DEFAULT_WORKERS : 0, 1, 4096),
+    prefork,
+    preforkConnections: int("prefork-connections", Math.min(10 * connections, 10_000_000), 1, 10_000_000),
     peers: values.peers ? [...PEERS] : [],
     unpackedHeap: values["no-packed-heap"] ?? false,
     extra: [...(values["leak-parent"] ? ["--leak-parent"] : []), ...(values["leak-child"] ? ["--leak-child"] : [])],
@@ -169,7 +182,7 @@ function renderPeers(rows: PeerRow[], rounds: number): string[] {
   for (const p of rows) {
     if (p.group !== group) {
       group = p.group;
-      lines.push([`${group}:`, "", "", "", "", "", "", ...(unpacked ? [""] : [])]);
+      lines.push([`${group}, ${p.connections} a round:`, "", "", "", "", "", "", ...(unpacked ? [""] : [])]);
     }
     lines.push([
       `  ${p.label}`,
