@@ -17,13 +17,12 @@ namespace {
 // How long fork() waits for V8's worker threads to finish what they run.
 constexpr int kParkTimeoutMs = 2000;
 
-// fork(eventLoop, holdPark): with eventLoop true, the child's libuv loop is
-// made its own before anything else runs in it (native/loopfork.cc). With
-// holdPark true, V8's workers stay parked after fork() in the parent, for the
-// forks that follow, until releasePlatformWorkers().
+// fork(eventLoop): with eventLoop true, the child's libuv loop is made its
+// own before anything else runs in it (native/loopfork.cc). V8's workers stay
+// parked after fork() in the parent, for the forks that follow, until
+// releasePlatformWorkers() (src/lib/fork.ts says when).
 Napi::Value Fork(const Napi::CallbackInfo& info) {
   bool own_loop = info.Length() > 0 && info[0].ToBoolean();
-  bool hold_park = info.Length() > 1 && info[1].ToBoolean();
   uv_loop_t* loop = own_loop ? EventLoop(info.Env()) : nullptr;
   if (!ParkPlatformWorkers(kParkTimeoutMs)) {
     ReleasePlatformWorkers();
@@ -41,7 +40,7 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   if (pid == 0) ResetSignalHandlersInChild();
   if (pid == 0) ForgetParkInChild();
   if (pid == 0 && loop != nullptr) PrepareLoopInChild(loop);
-  if (pid < 0 || (pid > 0 && !hold_park)) ReleasePlatformWorkers();
+  if (pid < 0) ReleasePlatformWorkers();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return pid < 0 ? Errno(info.Env(), err) : Napi::Number::New(info.Env(), pid);
 }

@@ -126,7 +126,7 @@ export function fork(options: ForkOptions = {}): number {
   // A hold that has lasted its time ends before this fork, also in a loop of
   // forks that never gives the timer its turn.
   if (parkRelease !== null && performance.now() - parkHeldSince > PARK_HOLD_MS) releasePark();
-  const result = native.fork(eventLoop, true);
+  const result = native.fork(eventLoop);
   if (result === -constants.errno.EBUSY)
     throw new ForkSafetyError(
       `fork() refused: V8's worker threads were still running its work after ${native.parkTimeoutMs / 1000} s, ` +

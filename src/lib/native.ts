@@ -52,9 +52,9 @@ export interface NativeBinding {
   poll(fds: number[], events: number[], timeout: number): number[] | number;
   getfl(fd: number): number;
   setfl(fd: number, flags: number): number;
-  /** With eventLoop true, the child's libuv loop is made its own (native/loopfork.cc); -EBUSY when V8's workers did not park within parkTimeoutMs. */
-  fork(eventLoop?: boolean, holdPark?: boolean): number;
-  /** Lets V8's worker threads go that fork(_, true) left parked; nothing when none are. */
+  /** With eventLoop true, the child's libuv loop is made its own (native/loopfork.cc); -EBUSY when V8's workers did not park within parkTimeoutMs. They stay parked in the parent until releasePlatformWorkers(). */
+  fork(eventLoop?: boolean): number;
+  /** Lets V8's worker threads go that fork() left parked; nothing when none are. */
   releasePlatformWorkers(): void;
   /** How long fork() waits for V8's worker threads to finish what they run (native/process.cc). */
   parkTimeoutMs: number;
