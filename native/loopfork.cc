@@ -75,11 +75,17 @@ uv_loop_t* LoopOf(Napi::Env env) {
 // loop->wq and counts here too (the rest of the batch would run in a child).
 Napi::Value ThreadpoolRunning(const Napi::CallbackInfo& info) {
   uv_loop_t* loop = LoopOf(info.Env());
-  unsigned streams = StreamReqs(loop);
-  uv_mutex_lock(&loop->wq_mutex);
-  unsigned finished = QueueLength(&loop->wq);
-  uv_mutex_unlock(&loop->wq_mutex);
   unsigned all = loop->active_reqs.count;
+  // Stream and threadpool requests stay in active_reqs until their done
+  // callback has run: with none there, there is nothing to walk or lock for
+  // (the usual case, once per fork).
+  unsigned streams = 0, finished = 0;
+  if (all > 0) {
+    streams = StreamReqs(loop);
+    uv_mutex_lock(&loop->wq_mutex);
+    finished = QueueLength(&loop->wq);
+    uv_mutex_unlock(&loop->wq_mutex);
+  }
   unsigned idle = streams + finished;
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("running", all > idle ? all - idle : 0);
