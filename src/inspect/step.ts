@@ -32,6 +32,7 @@ import { native } from "../lib/native.js";
 import { writeAll } from "../lib/output.js";
 import type { ServerStep } from "../lib/server.js";
 import { processExists } from "./fdtable.js";
+import { statFields } from "./procstate.js";
 
 /** The FIFOs of one stepped program live in `$TMPDIR/realfork-step-ROOTPID-XXXXXX/<pid>`, with `<pid>.step` saying what each waits at. */
 export const STEP_DIR_PREFIX = "realfork-step-";
@@ -179,18 +180,7 @@ interface StepInfo {
 const INFO_SUFFIX = ".step";
 
 /** When `pid` started (field 22 of /proc/PID/stat), or null where that is not known. */
-function startTime(pid: number): string | null {
-  if (process.platform !== "linux") return null;
-  try {
-    return (
-      readFileSync(`/proc/${pid}/stat`, "utf8")
-        .replace(/^.*\) /s, "")
-        .split(" ")[19] ?? null
-    );
-  } catch {
-    return null;
-  }
-}
+const startTime = (pid: number): string | null => statFields(pid)?.[19] ?? null;
 
 type Texts<T extends { step: string }> = { [K in T["step"]]: (s: Extract<T, { step: K }>) => string };
 

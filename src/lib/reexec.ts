@@ -101,9 +101,18 @@ export function ensureNodeFlags(
   throw new ReexecError(`cannot restart node with ${wanted}: ${err.summary}`, missing);
 }
 
+/** Why the packed-heap preload cannot be used here (not Linux, not built, a path LD_PRELOAD cannot name), or null. */
+function packedHeapProblem(): string | null {
+  if (native.platform !== "linux") return "the packed heap is Linux-only (an LD_PRELOAD library); leave it off here";
+  if (!fs.existsSync(packedHeapLibrary))
+    return `the packed heap needs ${packedHeapLibrary}, which is not built (npm run build)`;
+  if (/[ :]/.test(packedHeapLibrary)) return `LD_PRELOAD cannot name ${packedHeapLibrary} (a space or ':' in the path)`;
+  return null;
+}
+
 /** Whether the packed-heap preload can be used here: Linux, built, and a path LD_PRELOAD can name. */
 export function packedHeapAvailable(): boolean {
-  return native.platform === "linux" && fs.existsSync(packedHeapLibrary) && !/[ :]/.test(packedHeapLibrary);
+  return packedHeapProblem() === null;
 }
 
 /** The library to preload for options.packedHeap, or null when none is needed; throws where there is none. */
@@ -113,11 +122,7 @@ function preloadWanted(options: NodeFlagsOptions): string | null {
   if (typeof packedHeap !== "boolean")
     throw new InvalidArgTypeError("options.packedHeap", "of type boolean", packedHeap);
   if (!packedHeap || native.packedHeap()) return null;
-  if (native.platform !== "linux")
-    throw new ReexecError("the packed heap is Linux-only (an LD_PRELOAD library); leave it off here", []);
-  if (!fs.existsSync(packedHeapLibrary))
-    throw new ReexecError(`the packed heap needs ${packedHeapLibrary}, which is not built (npm run build)`, []);
-  if (/[ :]/.test(packedHeapLibrary))
-    throw new ReexecError(`LD_PRELOAD cannot name ${packedHeapLibrary} (a space or ':' in the path)`, []);
+  const problem = packedHeapProblem();
+  if (problem !== null) throw new ReexecError(problem, []);
   return packedHeapLibrary;
 }

@@ -1,9 +1,10 @@
 import { constants as os } from "node:os";
 import type { Stepper } from "../../inspect/step.js";
 import { util } from "../../lib/builtins.js";
-import { SyscallError } from "../../lib/errors.js";
+import { check } from "../../lib/errors.js";
 import { native } from "../../lib/native.js";
 import { warn, writeAll } from "../../lib/output.js";
+import { signalName } from "../../lib/posix.js";
 import { echoHandler, ForkingServer, formatAddress, type ServerStep } from "../../lib/server.js";
 import { ipFamily } from "../../lib/validate.js";
 import { FdWatcher } from "../../lib/watcher.js";
@@ -120,7 +121,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   // A process that waits at a step is not in the event loop, where a
   // JavaScript signal handler runs: with --step the stop signals come as a
   // byte on a pipe, which the waiting parent polls too (src/inspect/step.ts).
-  const stopFd = values.step ? signalPipe() : -1;
+  // SIGINT and SIGTERM as bytes on a pipe: its read end.
+  const stopFd = values.step ? check(native.signalPipe([os.signals.SIGINT, os.signals.SIGTERM]), "signalPipe") : -1;
   const stepper = values.step ? new (await import("../../inspect/step.js")).Stepper({ stopFd }) : null;
   const server = new ForkingServer(
     {
@@ -225,21 +227,11 @@ function stopOnSignal(
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
   } else {
-    const names = new Map(
-      [os.signals.SIGINT, os.signals.SIGTERM].map((n, i) => [n, i === 0 ? "SIGINT" : "SIGTERM"] as const),
-    );
     const byte = Buffer.alloc(1);
     watcher = new FdWatcher(stopFd, () => {
-      while (native.read(stopFd, byte, 0, 1) === 1) onSignal(names.get(byte[0] ?? 0) ?? "SIGTERM");
+      while (native.read(stopFd, byte, 0, 1) === 1) onSignal(signalName(byte[0] ?? 0) ?? "SIGTERM");
     });
     watcher.start({ readable: true });
   }
   return { stopped, remove };
-}
-
-/** SIGINT and SIGTERM as bytes on a pipe: its read end. */
-function signalPipe(): number {
-  const fd = native.signalPipe([os.signals.SIGINT, os.signals.SIGTERM]);
-  if (fd < 0) throw new SyscallError(fd, "signalPipe");
-  return fd;
 }

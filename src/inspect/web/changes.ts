@@ -5,6 +5,7 @@
 // kernel shows changed, not which call did it when two calls fall between
 // two readings.
 import type { FdSnapshot, Holder, ProcessEntry, SocketEntry } from "../fdtable.js";
+import { holderText } from "../fdview.js";
 
 export interface Change {
   /** "process" (forked, exited), "socket" (appeared, gone, state) or "refs". */
@@ -44,12 +45,12 @@ export function changes(before: FdSnapshot | null, after: FdSnapshot): Change[] 
     if (!old) {
       out.push({
         kind: "socket",
-        text: `${where(s)} ${s.state} appeared, held by ${holders(s.holders)} (refs ${s.holders.length})`,
+        text: `${where(s)} ${s.state} appeared, held by ${holderText(s.holders)} (refs ${s.holders.length})`,
       });
       continue;
     }
     if (old.state !== s.state) out.push({ kind: "socket", text: `${where(s)} ${old.state} -> ${s.state}` });
-    if (old.holders.length !== s.holders.length || holders(old.holders) !== holders(s.holders)) {
+    if (old.holders.length !== s.holders.length || holderText(old.holders) !== holderText(s.holders)) {
       out.push({
         kind: "refs",
         text: `${where(s)} refs ${old.holders.length} -> ${s.holders.length}${why(old.holders, s.holders, before as FdSnapshot, after, newProcs)}`,
@@ -83,10 +84,6 @@ function why(
   }
   for (const h of now) if (!wasKeys.has(key(h))) reasons.push(`fd ${h.fd} in ${who(h.pid, after)}`);
   return reasons.length > 0 ? `: ${reasons.join(", ")}` : "";
-}
-
-function holders(list: Holder[]): string {
-  return list.length === 0 ? "none" : list.map(key).join(" ");
 }
 
 function socketFds(p: ProcessEntry): string {
