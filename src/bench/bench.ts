@@ -344,13 +344,17 @@ export async function runStream(
 /** USER_HZ: /proc reports CPU times in these ticks, 100 a second on every Linux ABI. */
 const TICKS_PER_MS = 0.1;
 
-interface CpuSample {
+/** A count of the server's own, of its reaped children (summed by the kernel) and of its live children, by pid. */
+interface Counter {
   parent: number;
-  /** Reaped children (cutime + cstime) and live ones (their own utime + stime), by pid. */
   reaped: number;
   live: Map<number, number>;
-  /** The same for page faults (minflt, cminflt). */
-  faults: { parent: number; reaped: number; live: Map<number, number> };
+}
+
+/** CPU (utime + stime, cutime + cstime) and page faults (minflt, cminflt). */
+interface CpuSample {
+  cpu: Counter;
+  faults: Counter;
 }
 
 /** utime, stime, cutime, cstime of a process in ticks (Linux /proc), or null when it is gone. */
@@ -359,10 +363,12 @@ export function statTimes(pid: number): number[] | null {
   return fields === null ? null : [11, 12, 13, 14].map((i) => Number(fields[i]));
 }
 
-/** minflt and cminflt of /proc/PID/stat. */
-function statFaults(pid: number): number[] | null {
+/** utime + stime, cutime + cstime, minflt and cminflt of a process, from one read of /proc/PID/stat. */
+function statCounts(pid: number): [cpu: number, reapedCpu: number, faults: number, reapedFaults: number] | null {
   const fields = statFields(pid);
-  return fields === null ? null : [7, 8].map((i) => Number(fields[i]));
+  if (fields === null) return null;
+  const n = (i: number) => Number(fields[i]);
+  return [n(11) + n(12), n(13) + n(14), n(7), n(8)];
 }
 
 /** VmPTE, the number of mappings and the 4 KiB anonymous memory of a process (Linux; null elsewhere). */
@@ -385,20 +391,24 @@ export function pageTablesOf(pid: number): PageTables | null {
 
 function cpuSample(pid: number): CpuSample | null {
   if (process.platform !== "linux") return null;
-  const own = statTimes(pid);
+  const own = statCounts(pid);
   if (!own) return null;
-  const [ut = 0, st = 0, cut = 0, cst = 0] = own;
-  const [minflt = 0, cminflt = 0] = statFaults(pid) ?? [];
-  const live = new Map<number, number>();
-  const liveFaults = new Map<number, number>();
+  const cpu: Counter = { parent: own[0], reaped: own[1], live: new Map() };
+  const faults: Counter = { parent: own[2], reaped: own[3], live: new Map() };
   for (const child of processTree(pid)) {
-    if (child === pid) continue;
-    const t = statTimes(child);
-    if (t) live.set(child, (t[0] ?? 0) + (t[1] ?? 0));
-    const f = statFaults(child);
-    if (f) liveFaults.set(child, f[0] ?? 0);
+    const counts = child === pid ? null : statCounts(child);
+    if (counts === null) continue;
+    cpu.live.set(child, counts[0]);
+    faults.live.set(child, counts[2]);
   }
-  return { parent: ut + st, reaped: cut + cst, live, faults: { parent: minflt, reaped: cminflt, live: liveFaults } };
+  return { cpu, faults };
+}
+
+/** What the children spent between two samples: the reaped ones' sum, and each live one's own. */
+function childrenDelta(before: Counter, after: Counter): number {
+  let delta = after.reaped - before.reaped;
+  for (const [child, n] of after.live) delta += n - (before.live.get(child) ?? 0);
+  return delta;
 }
 
 /**
@@ -421,17 +431,13 @@ export async function cpuPerConnection(
   }
   const after = cpuSample(pid);
   if (!after) return null;
-  let children = after.reaped - before.reaped;
-  for (const [child, t] of after.live) children += t - (before.live.get(child) ?? 0);
-  let childFaults = after.faults.reaped - before.faults.reaped;
-  for (const [child, f] of after.faults.live) childFaults += f - (before.faults.live.get(child) ?? 0);
   const msPerConnection = (ticks: number) => ticks / TICKS_PER_MS / connections;
   return {
-    parent: msPerConnection(after.parent - before.parent),
-    children: msPerConnection(children),
+    parent: msPerConnection(after.cpu.parent - before.cpu.parent),
+    children: msPerConnection(childrenDelta(before.cpu, after.cpu)),
     faults: {
       parent: (after.faults.parent - before.faults.parent) / connections,
-      children: childFaults / connections,
+      children: childrenDelta(before.faults, after.faults) / connections,
     },
   };
 }
