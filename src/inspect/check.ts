@@ -751,7 +751,7 @@ export async function checkServer(pid: number, options: CheckOptions): Promise<C
     const workers = new Set(judgeHolders(looks).pool?.workers ?? []);
     const until = Date.now() + options.timeoutMs;
     while (Date.now() < until) {
-      const states = processStates([...new Set(serving)]);
+      const states = processStates([...new Set(serving)], { stateOnly: true });
       if (![...states.values()].some((s) => s.state !== "Z" && !workers.has(s.pid))) break;
       await sleep(50);
     }

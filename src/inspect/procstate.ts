@@ -195,28 +195,39 @@ export function statFields(pid: number): string[] | null {
   return stat === null ? null : stat.slice(stat.lastIndexOf(")") + 2).split(" ");
 }
 
-function linuxState(pid: number, uptime: number): ProcState | null {
+function linuxState(
+  pid: number,
+  uptime: number,
+  stateOnly: boolean,
+  leaders: Map<number, string[] | null>,
+): ProcState | null {
   const fields = statFields(pid);
   if (fields === null) return null;
   const state = fields[0] ?? "?";
-  const pgid = Number(fields[2]);
-  const leader = pgid === pid ? fields : statFields(pgid);
   const start = Number(fields[19]);
   const ageSeconds = Number.isFinite(start) ? Math.max(0, uptime - start / clockTicks()) : null;
-  let blockedInAccept: ProcState["blockedInAccept"] = null;
-  // "NR arg0 arg1 ... sp pc" while blocked in a call, "running" or "-1 ..." otherwise;
-  // readable by the process's user or root (ptrace access).
-  const call = read(`/proc/${pid}/syscall`)?.trim().split(" ");
-  const accepts = ACCEPT_CALLS[process.arch] ?? [];
-  if (call && call.length > 1 && accepts.includes(Number(call[0]))) {
-    blockedInAccept = { fd: Number.parseInt(call[1] ?? "", 16) };
-  } else if (call === undefined && read(`/proc/${pid}/wchan`)?.trim() === "inet_csk_accept") {
-    blockedInAccept = { fd: null };
-  }
+  if (stateOnly)
+    return {
+      pid,
+      state,
+      ageSeconds,
+      blockedInAccept: null,
+      waits: [],
+      exe: null,
+      cmdline: null,
+      groupLeaderGone: null,
+    };
+  const pgid = Number(fields[2]);
+  if (!leaders.has(pgid)) leaders.set(pgid, pgid === pid ? fields : statFields(pgid));
+  const leader = leaders.get(pgid);
+  // Each thread's "NR arg0 arg1 ... sp pc" while blocked in a call, "running"
+  // or "-1 ..." otherwise; readable by the process's user or root (ptrace
+  // access). Any thread may be the one in accept() (a pool of threads per
+  // process); the first is the main thread.
   const waits = threadWaits(pid);
-  // A thread other than the first may be the one in accept() (a pool of threads per process).
   const accepting = waits.find((w) => w.call === "accept");
-  if (blockedInAccept === null && accepting) blockedInAccept = { fd: accepting.fds?.[0] ?? null };
+  let blockedInAccept: ProcState["blockedInAccept"] = accepting ? { fd: accepting.fds?.[0] ?? null } : null;
+  if (waits.length === 0 && read(`/proc/${pid}/wchan`)?.trim() === "inet_csk_accept") blockedInAccept = { fd: null };
   return {
     pid,
     state,
@@ -225,7 +236,7 @@ function linuxState(pid: number, uptime: number): ProcState | null {
     waits,
     exe: exeOf(pid),
     cmdline: read(`/proc/${pid}/cmdline`)?.replace(/\0+$/, "").replaceAll("\0", " ") ?? null,
-    groupLeaderGone: Number.isInteger(pgid) && pgid > 0 ? leader === null || leader[0] === "Z" : null,
+    groupLeaderGone: Number.isInteger(pgid) && pgid > 0 ? leader === null || leader?.[0] === "Z" : null,
   };
 }
 
@@ -236,14 +247,19 @@ function psElapsed(text: string): number | null {
   return ((Number(m[1] ?? 0) * 24 + Number(m[2] ?? 0)) * 60 + Number(m[3])) * 60 + Number(m[4]);
 }
 
-/** The state of each pid that still exists (a pid that is gone has no entry). */
-export function processStates(pids: number[]): Map<number, ProcState> {
+/**
+ * The state of each pid that still exists (a pid that is gone has no entry).
+ * With stateOnly, only `state` and `ageSeconds` are read (one file a process
+ * on Linux): for a caller that polls.
+ */
+export function processStates(pids: number[], { stateOnly = false } = {}): Map<number, ProcState> {
   const out = new Map<number, ProcState>();
   if (pids.length === 0) return out;
   if (isLinux) {
     const uptime = Number((read("/proc/uptime") ?? "0").split(" ")[0]);
+    const leaders = new Map<number, string[] | null>();
     for (const pid of pids) {
-      const s = linuxState(pid, uptime);
+      const s = linuxState(pid, uptime, stateOnly, leaders);
       if (s) out.set(pid, s);
     }
     return out;
