@@ -92,19 +92,19 @@ export class StartedServer {
     return `exited with status ${this.exit.code}`;
   }
 
-  private remember(): number[] {
-    const tree = this.child.pid === undefined ? [] : processTree(this.child.pid);
+  /** Notes the processes of its tree (by default, as they are now). */
+  private remember(tree = this.child.pid === undefined ? [] : processTree(this.child.pid)): void {
     for (const pid of tree) {
       const id = identity(pid);
       if (id !== null && !this.seen.has(pid)) this.seen.set(pid, id);
     }
-    return tree;
   }
 
-  /** Where it or a descendant listens now, as wanted, or null. */
+  /** Where it or a descendant listens now, as wanted, or null; notes its tree on the way. */
   private listening(want: ListenWanted): StartedReport["listener"] {
     if (this.child.pid === undefined) return null;
     const snap = snapshot(this.child.pid, want.unixPath === undefined ? {} : { unixPath: want.unixPath });
+    this.remember(snap.processes.map((p) => p.pid));
     const holder = (inode: number) =>
       snap.processes.find((p) => p.descriptors.some((d) => d.inode === inode))?.pid ?? this.report.pid;
     if (want.unixPath === undefined) {
@@ -129,7 +129,6 @@ export class StartedServer {
     const until = Date.now() + timeoutMs;
     for (;;) {
       if (this.exit) return null;
-      this.remember();
       const found = this.listening(want);
       if (found) {
         this.report.listener = found;
