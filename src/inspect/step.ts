@@ -290,17 +290,22 @@ export function waitingProcesses(options: { clean?: boolean } = {}): WaitingProc
     } catch {
       continue;
     }
-    for (const entry of entries) {
-      const pid = Number(entry.endsWith(INFO_SUFFIX) ? entry.slice(0, -INFO_SUFFIX.length) : entry);
-      if (!Number.isInteger(pid) || pid < 1) continue;
+    // A process has two entries, PID (its FIFO) and PID.step: each is looked at once.
+    const pids = new Set(
+      entries
+        .map((entry) => Number(entry.endsWith(INFO_SUFFIX) ? entry.slice(0, -INFO_SUFFIX.length) : entry))
+        .filter((pid) => Number.isInteger(pid) && pid > 0),
+    );
+    for (const pid of pids) {
       const fifo = join(dir, String(pid));
       const info = readInfo(fifo);
       if (info !== null && alive(pid, info.start)) {
         live++;
-        if (entry === String(pid) && isOwnFifo(fifo))
+        if (entries.includes(String(pid)) && isOwnFifo(fifo))
           waiting.push({ pid, role: info.role, step: info.step, detail: info.detail, fifo });
       } else if (options.clean && (info !== null || !processExists(pid))) {
-        rmSync(join(dir, entry), { force: true });
+        for (const entry of [String(pid), `${pid}${INFO_SUFFIX}`])
+          if (entries.includes(entry)) rmSync(join(dir, entry), { force: true });
       }
     }
     const root = Number(/-(\d+)-[^-]*$/.exec(dir)?.[1]);
