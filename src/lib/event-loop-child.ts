@@ -243,12 +243,16 @@ export function runtimeMismatch(built: RuntimeVersions, running: RuntimeVersions
  * use. What plain fork() also refuses (not the main thread, Worker threads,
  * threadpool work) is checked before this (fork.ts).
  */
+/** runtimeMismatch() of this process, found at the first event-loop fork: neither side changes. */
+let runtimeProblem: string | null | undefined;
+
 export function checkLoopForkSafe(): void {
   if (process.platform !== "linux") {
     throw new LoopForkError(`only on Linux for now (this is ${process.platform}); plain fork() works here`);
   }
-  const mismatch = runtimeMismatch(builtVersions(), { uv: process.versions.uv, node: process.versions.node });
-  if (mismatch) throw new LoopForkError(mismatch);
+  if (runtimeProblem === undefined)
+    runtimeProblem = runtimeMismatch(builtVersions(), { uv: process.versions.uv, node: process.versions.node });
+  if (runtimeProblem) throw new LoopForkError(runtimeProblem);
   refuseWhenRegistryUnusable();
   // Loaded here, not at import: every plain forking parent would carry their
   // modules' pages into each fork() (docs/benchmarks.md).

@@ -97,12 +97,12 @@ const options = {
 } as const;
 
 function target(port: number | undefined, unixPath: string | undefined, pidText: string | undefined): number {
-  if (unixPath !== undefined && pidText === undefined) {
+  if (unixPath !== undefined) {
     const owner = unixListenerOwner(unixPath);
     if (owner !== null) return owner;
     throw new CheckTargetError(`nothing listens on the Unix socket ${unixPath} (or its owner is not readable)`);
   }
-  if (port !== undefined && pidText === undefined) {
+  if (port !== undefined) {
     const owner = listenerOwner(port);
     if (owner !== null) return owner;
     const listened =
